@@ -1,0 +1,41 @@
+# tradepulse — developer commands. Everything installs into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint bench services clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with the package and the dev dependencies
+
+demo: install  ## a live synthetic market in the terminal
+	$(BIN)/tradepulse demo
+
+services:  ## make sure Redis, PostgreSQL and a Kafka-protocol broker can be reached
+	bash scripts/ensure-services.sh
+
+test: install services  ## the whole test suite
+	$(BIN)/pytest
+
+test-fast: install  ## unit and property tests only (no services)
+	$(BIN)/pytest tests/unit tests/property
+
+lint: install  ## ruff + mypy --strict on src/
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src
+	$(BIN)/mypy
+
+bench: install  ## benchmarks; JSON results in bench/results/
+	$(BIN)/python bench/run.py
+
+clean:  ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

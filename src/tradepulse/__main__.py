@@ -1,0 +1,5 @@
+"""``python -m tradepulse``."""
+
+from tradepulse.cli import main
+
+main()

@@ -1,0 +1,24 @@
+"""The wall clock: the only place that reads system time for the windows."""
+
+from __future__ import annotations
+
+import time
+
+from tradepulse.core.types import TsMs
+
+
+class WallClock:
+    """``now_ms()`` is system time in epoch milliseconds; trades do not move it."""
+
+    __slots__ = ()
+
+    def now_ms(self) -> TsMs:
+        return time.time_ns() // 1_000_000
+
+    def observe(self, partition: int, ts_ms: TsMs) -> None:
+        """The wall clock ignores trade times."""
+
+
+def wall_now_ms() -> TsMs:
+    """System time in epoch milliseconds (for the future-time check of incoming trades)."""
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,160 @@
+"""The JSON wire format of an incoming trade (ARCHITECTURE §3) and its conversion to ``Trade``.
+
+Most rules are enforced inside msgspec while decoding (types, required fields, lengths,
+ranges, RFC 3339 with an offset); the rest (side in any case, epoch seconds vs
+milliseconds, the future-time limit, overflow of the USD volume) right after. msgspec's
+messages are translated into ``InvalidTradeError(field, rule, detail)``; ``field:rule``
+is a bounded label (``price_usd:range``, ``$:malformed_json`` ...).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from tradepulse.core.errors import InvalidTradeError
+from tradepulse.core.trade import (
+    DEFAULT_MAX_FUTURE_SKEW_MS,
+    MAX_TOKEN_LENGTH,
+    Trade,
+    epoch_to_ms,
+    parse_side,
+)
+from tradepulse.core.types import TsMs
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+class WireTrade(msgspec.Struct, frozen=True, gc=False):
+    """One trade as it arrives on the wire (unknown fields are ignored)."""
+
+    token: Annotated[str, Meta(min_length=1, max_length=MAX_TOKEN_LENGTH)]
+    wallet: Annotated[str, Meta(min_length=1)]
+    sell_buy: str
+    native_amount: Annotated[float, Meta(ge=0)]
+    token_amount: Annotated[float, Meta(gt=0)]
+    price_usd: Annotated[float, Meta(gt=0)]
+    trans_time: Annotated[datetime, Meta(tz=True)] | int | float
+    tx_hash: Annotated[str, Meta(min_length=1)]
+    event_index: Annotated[int, Meta(ge=0)] = 0
+
+
+class WireTradeOut(msgspec.Struct, frozen=True, gc=False):
+    """What tradepulse writes when it produces trades (times as epoch milliseconds)."""
+
+    token: str
+    wallet: str
+    sell_buy: str
+    native_amount: float
+    token_amount: float
+    price_usd: float
+    trans_time: int
+    tx_hash: str
+    event_index: int = 0
+
+
+_decoder = msgspec.json.Decoder(WireTrade)
+_encoder = msgspec.json.Encoder()
+
+_PATH_RE = re.compile(r" - at `\$\.?([^`]*)`$")
+_MISSING_RE = re.compile(r"^Object missing required field `([^`]+)`")
+_RULES = (
+    ("Number out of range", "non_finite"),
+    ("Invalid RFC3339", "time_format"),
+    ("with a timezone", "timezone"),
+    ("of length", "length"),
+    ("` >", "range"),
+    ("` <", "range"),
+    ("Expected `", "type"),
+)
+
+
+def _translate(exc: msgspec.MsgspecError) -> InvalidTradeError:
+    message = str(exc)
+    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+        return InvalidTradeError("$", "malformed_json", message)
+    missing = _MISSING_RE.match(message)
+    if missing:
+        return InvalidTradeError(missing.group(1), "missing", "required field is missing")
+    path = _PATH_RE.search(message)
+    field = (path.group(1) or "$") if path else "$"
+    detail = message[: path.start()] if path else message
+    rule = next((r for needle, r in _RULES if needle in detail), "invalid")
+    return InvalidTradeError(field, rule, detail)
+
+
+def time_to_ms(value: datetime | int | float) -> TsMs:
+    """RFC 3339 datetime (floored to the millisecond) or epoch s/ms number to epoch ms."""
+    if isinstance(value, datetime):
+        return (value - _EPOCH) // _ONE_MS
+    return epoch_to_ms(value)
+
+
+def decode_trade(
+    raw: bytes | str, now_ms: TsMs, max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS
+) -> Trade:
+    """Decode and validate one wire message; raise ``InvalidTradeError`` naming field and rule.
+
+    ``now_ms`` is wall-clock now: a trade later than ``now_ms + max_future_skew_ms`` is
+    rejected whatever clock the windows run on.
+    """
+    try:
+        wire = _decoder.decode(raw)
+    except msgspec.MsgspecError as exc:
+        raise _translate(exc) from exc
+    return to_trade(wire, now_ms, max_future_skew_ms)
+
+
+def to_trade(wire: WireTrade, now_ms: TsMs, max_future_skew_ms: int) -> Trade:
+    """The checks msgspec cannot express, then the domain ``Trade``."""
+    side = wire.sell_buy
+    is_buy = side == "buy" or (side != "sell" and parse_side(side))
+    tt = wire.trans_time
+    if type(tt) is int and 0 <= tt:
+        ts_ms = tt * 1000 if tt < 100_000_000_000 else tt
+    else:
+        ts_ms = time_to_ms(tt)
+    if ts_ms > now_ms + max_future_skew_ms:
+        raise InvalidTradeError(
+            "trans_time",
+            "future",
+            f"is {ts_ms - now_ms} ms in the future (allowed skew {max_future_skew_ms} ms)",
+        )
+    volume = wire.token_amount * wire.price_usd
+    if volume == math.inf:
+        raise InvalidTradeError("token_amount", "non_finite", "token_amount * price_usd overflows")
+    return Trade(
+        wire.token,
+        wire.wallet,
+        is_buy,
+        wire.native_amount,
+        wire.token_amount,
+        wire.price_usd,
+        volume,
+        ts_ms,
+        wire.tx_hash,
+        wire.event_index,
+    )
+
+
+def encode_trade(trade: Trade) -> bytes:
+    """The wire JSON of ``trade`` (time as epoch milliseconds)."""
+    return _encoder.encode(
+        WireTradeOut(
+            trade.token,
+            trade.wallet,
+            trade.side,
+            trade.native_amount,
+            trade.token_amount,
+            trade.price_usd,
+            trade.ts_ms,
+            trade.tx_hash,
+            trade.event_index,
+        )
+    )

@@ -1,0 +1,71 @@
+"""Settings: read once from the environment (and ``.env``), validated, typed.
+
+Nothing else in tradepulse reads ``os.environ``. A bad value stops start-up with a
+``ConfigError`` naming the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import msgspec
+from typing import TypeVar
+
+from tradepulse.core.errors import ConfigError, WindowSpecError
+from tradepulse.core.windows import DEFAULT_WINDOWS, WindowSpec, parse_duration_ms, parse_windows
+
+T = TypeVar("T")
+LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+
+
+class Settings(msgspec.Struct, frozen=True):
+    """Every setting of tradepulse with its default."""
+
+    windows: tuple[WindowSpec, ...] = parse_windows(DEFAULT_WINDOWS)
+    max_future_skew_ms: int = 5_000
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of a ``.env`` file (``#`` comments, optional quotes)."""
+    if not path.is_file():
+        return {}
+    values: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+) -> Settings:
+    """Settings from ``environ`` (default ``os.environ``) over ``.env`` over defaults."""
+    env = {**(read_dotenv(dotenv) if dotenv else {}), **(os.environ if environ is None else environ)}
+    kwargs: dict[str, object] = {}
+    if "TRADEPULSE_WINDOWS" in env:
+        kwargs["windows"] = _parse("TRADEPULSE_WINDOWS", env, parse_windows, "e.g. 1min,5min,1hour")
+    if "TRADEPULSE_MAX_FUTURE_SKEW" in env:
+        kwargs["max_future_skew_ms"] = _parse(
+            "TRADEPULSE_MAX_FUTURE_SKEW", env, parse_duration_ms, "a duration such as 5s"
+        )
+    if "LOG_LEVEL" in env:
+        level = env["LOG_LEVEL"].strip().upper()
+        level = "WARN" if level == "WARNING" else level
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL={env['LOG_LEVEL']!r}: accepts {', '.join(LOG_LEVELS)}")
+        kwargs["log_level"] = level
+    return Settings(**kwargs)  # type: ignore[arg-type]
+
+
+def _parse(name: str, env: Mapping[str, str], parse: Callable[[str], T], accepts: str) -> T:
+    try:
+        return parse(env[name])
+    except WindowSpecError as exc:
+        raise ConfigError(f"{name}={env[name]!r}: {exc} (accepts {accepts})") from exc

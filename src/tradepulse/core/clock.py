@@ -1,0 +1,73 @@
+"""Clocks that need no system time: the event clock (watermark) and a manual clock.
+
+A clock answers ``now_ms()``: the floor of every token's evaluation time. A token is
+evaluated at ``T = max(its newest trade, clock.now_ms())``.
+
+Event clock: the watermark is the smallest, over the partitions being read, of the newest
+trade time seen in each partition. A partition that runs ahead therefore never makes
+another partition's trades late::
+
+    partition 0: ──●──●────●──●──●──●──●──────>  newest 0 ─┐
+    partition 1: ──●───●──●───>                  newest 1 ─┴─ watermark = min
+
+The wall clock reads system time and therefore lives in ``tradepulse.adapters.clock``.
+"""
+
+from __future__ import annotations
+
+from tradepulse.core.types import TsMs
+
+NEVER: TsMs = -(1 << 62)
+
+
+class EventClock:
+    """Watermark over partitions; partitions must be registered (or observed) to count."""
+
+    __slots__ = ("_newest", "_watermark")
+
+    def __init__(self, partitions: tuple[int, ...] = ()) -> None:
+        self._newest: dict[int, TsMs] = dict.fromkeys(partitions, NEVER)
+        self._watermark: TsMs = NEVER
+
+    def observe(self, partition: int, ts_ms: TsMs) -> None:
+        """Record a trade time read from ``partition``."""
+        newest = self._newest
+        old = newest.get(partition)
+        if old is None or ts_ms > old:
+            newest[partition] = ts_ms
+            if old is None or old == self._watermark:
+                self._watermark = min(newest.values())
+
+    def assign(self, partitions: tuple[int, ...]) -> None:
+        """Replace the set of partitions read (keeps what was seen of those still read)."""
+        self._newest = {p: self._newest.get(p, NEVER) for p in partitions}
+        self._watermark = min(self._newest.values(), default=NEVER)
+
+    def now_ms(self) -> TsMs:
+        return self._watermark
+
+    @property
+    def partitions(self) -> dict[int, TsMs]:
+        """Newest trade time per partition."""
+        return dict(self._newest)
+
+
+class ManualClock:
+    """A clock tests move by hand."""
+
+    __slots__ = ("_now",)
+
+    def __init__(self, now_ms: TsMs = 0) -> None:
+        self._now = now_ms
+
+    def now_ms(self) -> TsMs:
+        return self._now
+
+    def set(self, now_ms: TsMs) -> None:
+        self._now = now_ms
+
+    def advance(self, delta_ms: int) -> None:
+        self._now += delta_ms
+
+    def observe(self, partition: int, ts_ms: TsMs) -> None:
+        """Manual clocks ignore trade times."""

@@ -1,0 +1,47 @@
+"""The exception hierarchy of tradepulse.
+
+Every error raised on purpose by tradepulse derives from one root, so callers can catch
+``TradepulseError`` and know they have seen everything of ours. Third-party exceptions are
+translated where they enter (``raise ... from e``)::
+
+    TradepulseError
+    ├── ConfigError            a setting is missing or has a bad value (names the variable)
+    ├── InvalidTradeError      a trade broke a rule of the wire format (names field and rule)
+    ├── WindowSpecError        a window list or duration cannot be parsed
+    └── InputError             an input file or stream cannot be read
+"""
+
+
+class TradepulseError(Exception):
+    """Root of every error raised on purpose by tradepulse."""
+
+
+class ConfigError(TradepulseError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+class InvalidTradeError(TradepulseError):
+    """A trade violates a rule of the wire format.
+
+    ``field`` is the offending field (``"$"`` for the whole message) and ``rule`` a short,
+    bounded code (``missing``, ``type``, ``range``, ``non_finite`` ...) used as a metric label.
+    """
+
+    def __init__(self, field: str, rule: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.field = field
+        self.rule = rule
+        self.detail = detail
+
+    @property
+    def reason(self) -> str:
+        """``field:rule``, the bounded label of the rejection."""
+        return f"{self.field}:{self.rule}"
+
+
+class WindowSpecError(TradepulseError):
+    """A window list or a duration string is invalid."""
+
+
+class InputError(TradepulseError):
+    """An input file or stream cannot be opened or read."""

@@ -1,0 +1,52 @@
+"""All tokens of one process: routes trades to their ``TokenWindows`` and counts outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tradepulse.core.trade import Trade
+from tradepulse.core.types import TokenId, TsMs
+from tradepulse.core.windows import AddResult, TokenWindows, WindowSpec, WindowStats
+
+
+class Market:
+    """Per-token windows plus counters of applied, duplicate and late trades."""
+
+    __slots__ = ("applied", "duplicates", "late", "specs", "tokens")
+
+    def __init__(self, specs: tuple[WindowSpec, ...]) -> None:
+        self.specs = specs
+        self.tokens: dict[TokenId, TokenWindows] = {}
+        self.applied = 0
+        self.duplicates = 0
+        self.late = 0
+
+    def add(self, trade: Trade, floor_ms: TsMs) -> AddResult:
+        """Apply one trade; ``floor_ms`` is the clock's time (watermark or wall clock)."""
+        token = self.tokens.get(trade.token)
+        if token is None:
+            token = self.tokens[trade.token] = TokenWindows(self.specs)
+        result = token.add(trade, floor_ms)
+        if result is AddResult.APPLIED:
+            self.applied += 1
+        elif result is AddResult.DUPLICATE:
+            self.duplicates += 1
+        else:
+            self.late += 1
+            if not token.newest_ms > -(1 << 62):
+                del self.tokens[trade.token]
+        return result
+
+    def add_many(self, trades: Iterable[Trade], floor_ms: TsMs) -> None:
+        """Apply trades with one clock floor (a batch read at one instant)."""
+        for trade in trades:
+            self.add(trade, floor_ms)
+
+    def stats(self, token: TokenId, t_ms: TsMs) -> dict[str, WindowStats]:
+        """Every window of ``token`` at ``max(t_ms, its newest trade)``; empty if unknown."""
+        windows = self.tokens.get(token)
+        return windows.stats(t_ms) if windows is not None else {}
+
+    def active_since(self, since_ms: TsMs) -> list[TokenId]:
+        """Tokens whose newest trade is later than ``since_ms``."""
+        return [name for name, tw in self.tokens.items() if tw.newest_ms > since_ms]

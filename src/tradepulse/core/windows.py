@@ -1,0 +1,700 @@
+"""Exact sliding windows over the trades of one token.
+
+A window of duration ``W`` evaluated at time ``T`` holds the trades with ``T - W < t <= T``::
+
+               T - W                        T
+    ─────────────(───────────────────────────]──────> trade time
+      evicted    │ in the window             │ not yet (never: T >= newest trade)
+
+All windows of a token end at the same ``T`` (``T`` is never earlier than the newest
+trade), so they are nested: ``start(1min) >= start(5min) >= ... >= start(1hour)``. That
+lets every window share one store:
+
+* **Columns.** The retained trades, sorted by time (ties keep arrival order), live in
+  parallel lists indexed by position ``i``. A window is a position range ``[start, E)``
+  where ``E`` is the number of stored trades and ``start = bisect_right(ts, T - W)``.
+* **Sums** (buy/sell/native volume, token amount) are prefix sums kept as double-double
+  (``hi + lo``, each step an error-free TwoSum), so a window sum is a difference of two
+  prefixes with ~1e-32 relative error in the prefix: no drift, no catastrophic
+  cancellation when a huge trade has just left a window of small ones. Counts are integer
+  prefixes. O(1) per trade, O(1) per window read.
+* **High / low**: one monotonic stack of suffix maxima (and one of minima) over the
+  positions; the high of ``[start, E)`` is the price at the first stack entry
+  ``>= start`` (a bisect). Amortized O(1) per trade, shared by every window.
+* **Unique wallets / buyers / sellers** use last-occurrence marks: ``mark[i] = 1`` when
+  trade ``i`` is the newest trade of its wallet. The number of distinct wallets in
+  ``[start, E)`` is ``sum(mark[start:E])``; each window keeps that count and updates it
+  when trades enter (``+1`` unless the wallet's previous trade is already inside) and
+  when its start moves (minus the marks it passes). Buyers and sellers share one mark
+  list: a buy mark is ``1``, a sell mark ``SELL_UNIT`` (so one ``sum`` counts both).
+
+Work is lazy: ``add`` only checks lateness and duplicates and queues the trade; the queue
+is folded into the columns when the token is evaluated (or the queue grows large). A
+trade older than the newest stored one rolls the columns back to its position and
+re-appends the tail: O(tail) for that batch, and every window is corrected exactly.
+
+Only the trades of the longest window are kept, plus the newest one at or before
+``T - longest`` (it gives the start price of the longest window).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from enum import IntEnum
+from operator import attrgetter
+
+import msgspec
+import numpy as np
+
+from tradepulse.core.errors import WindowSpecError
+from tradepulse.core.trade import Trade
+from tradepulse.core.types import (
+    MS_PER_DAY,
+    MS_PER_HOUR,
+    MS_PER_MINUTE,
+    MS_PER_SECOND,
+    TsMs,
+)
+
+DEFAULT_WINDOWS = "1min,5min,15min,30min,1hour"
+SELL_UNIT = 1 << 32
+_NO_PREV_SIDE = 1 << 62  # "previous same-side trade" of a trade of the other side: never in a window
+_PENDING_LIMIT = 4096
+_COMPACT_MIN = 2048
+_VECTOR_MIN = 48  # batches at least this long are appended with NumPy
+_by_time = attrgetter("ts_ms")
+
+_UNITS = {
+    "ms": 1,
+    "s": MS_PER_SECOND,
+    "sec": MS_PER_SECOND,
+    "second": MS_PER_SECOND,
+    "seconds": MS_PER_SECOND,
+    "m": MS_PER_MINUTE,
+    "min": MS_PER_MINUTE,
+    "mins": MS_PER_MINUTE,
+    "minute": MS_PER_MINUTE,
+    "minutes": MS_PER_MINUTE,
+    "h": MS_PER_HOUR,
+    "hr": MS_PER_HOUR,
+    "hour": MS_PER_HOUR,
+    "hours": MS_PER_HOUR,
+    "d": MS_PER_DAY,
+    "day": MS_PER_DAY,
+    "days": MS_PER_DAY,
+}
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]+)\s*$")
+
+
+class AddResult(IntEnum):
+    """What ``add`` did with a trade."""
+
+    APPLIED = 0
+    DUPLICATE = 1
+    LATE = 2
+
+
+class WindowSpec(msgspec.Struct, frozen=True):
+    """A named window duration, e.g. ``WindowSpec("5min", 300_000)``."""
+
+    name: str
+    duration_ms: int
+
+
+def parse_duration_ms(text: str) -> int:
+    """``"10s"``, ``"5min"``, ``"1hour"``, ``"250ms"``, ``"1d"`` to milliseconds (> 0)."""
+    match = _DURATION_RE.match(text)
+    unit = _UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None:
+        raise WindowSpecError(
+            f"invalid duration {text!r}: expected a whole number and a unit "
+            "(ms, s, min, hour, day), e.g. '5min'"
+        )
+    value = int(match.group(1)) * unit
+    if value <= 0:
+        raise WindowSpecError(f"invalid duration {text!r}: must be greater than zero")
+    return value
+
+
+def parse_windows(text: str) -> tuple[WindowSpec, ...]:
+    """A comma-separated list such as ``"1min,5min,1hour"`` to specs sorted by duration."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise WindowSpecError("the window list is empty: expected e.g. '1min,5min,1hour'")
+    specs = sorted((WindowSpec(n, parse_duration_ms(n)) for n in names), key=_by_duration)
+    durations = [s.duration_ms for s in specs]
+    if len(set(durations)) != len(durations) or len(set(names)) != len(names):
+        raise WindowSpecError(f"the window list {text!r} names the same duration twice")
+    return tuple(specs)
+
+
+_Key = str | tuple[str, int]
+_EXACT_RATIO = 1e12
+
+
+def _buy_volume(trade: Trade) -> float:
+    return trade.volume_usd if trade.is_buy else 0.0
+
+
+def _sell_volume(trade: Trade) -> float:
+    return 0.0 if trade.is_buy else trade.volume_usd
+
+
+_native = attrgetter("native_amount")
+_token_amount = attrgetter("token_amount")
+
+
+def _key(trade: Trade) -> _Key:
+    """Dedup key inside a token: the tx hash alone for event 0 (a str is cheaper to hash
+    and is not tracked by the garbage collector), else ``(tx_hash, event_index)``."""
+    return trade.tx_hash if not trade.event_index else (trade.tx_hash, trade.event_index)
+
+
+def _by_duration(spec: WindowSpec) -> int:
+    return spec.duration_ms
+
+
+class WindowStats(msgspec.Struct, frozen=True, gc=False):
+    """Statistics of one window at ``updated_ms`` (ARCHITECTURE §4). Volumes are USD
+    except ``native_volume``; prices USD; times epoch ms."""
+
+    buy_count: int
+    sell_count: int
+    trade_count: int
+    buy_volume: float
+    sell_volume: float
+    total_volume: float
+    native_volume: float
+    unique_wallets: int
+    unique_buyers: int
+    unique_sellers: int
+    start_price: float
+    end_price: float
+    high_price: float
+    low_price: float
+    price_change_pct: float
+    vwap: float | None
+    first_trade_ms: TsMs | None
+    last_trade_ms: TsMs | None
+    updated_ms: TsMs
+
+
+class _Window:
+    """Incremental state of one window: start position and distinct-wallet counts."""
+
+    __slots__ = ("duration_ms", "name", "sides", "start", "wallets")
+
+    def __init__(self, spec: WindowSpec) -> None:
+        self.name = spec.name
+        self.duration_ms = spec.duration_ms
+        self.start = 0
+        self.wallets = 0
+        self.sides = 0  # unique buyers + unique sellers * SELL_UNIT
+
+
+def _dd_diff(hi_e: float, lo_e: float, hi_s: float, lo_s: float) -> float:
+    """(hi_e + lo_e) - (hi_s + lo_s), the first subtraction made error-free (TwoSum)."""
+    d = hi_e - hi_s
+    bb = d - hi_e
+    err = (hi_e - (d - bb)) + (-hi_s - bb)
+    return d + (err + (lo_e - lo_s))
+
+
+def _extend_dd_prefix(hi: list[float], lo: list[float], x: np.ndarray) -> None:
+    """Extend a double-double prefix sum by ``x``: the sequential sum (``np.cumsum`` adds
+    in order) plus the running sum of each step's exact rounding error (TwoSum)."""
+    c = np.cumsum(np.concatenate(([hi[-1]], x)))
+    a, s = c[:-1], c[1:]
+    bb = s - a
+    err = (a - (s - bb)) + (x - bb)
+    hi.extend(s.tolist())
+    lo.extend(np.cumsum(np.concatenate(([lo[-1]], err)))[1:].tolist())
+
+
+def _extend_stack(
+    stack: list[int], px: list[float], new: np.ndarray, i0: int, *, highs: bool
+) -> None:
+    """Push positions ``i0...`` (prices ``new``) on a monotonic stack of suffix extremes:
+    old entries not beaten by the batch's extreme survive, then the batch's own strict
+    suffix extremes follow."""
+    if highs:
+        extreme = float(new.max())
+        while stack and px[stack[-1]] <= extreme:
+            stack.pop()
+        after = np.maximum.accumulate(new[::-1])[::-1]
+        keep = new[:-1] > after[1:]
+    else:
+        extreme = float(new.min())
+        while stack and px[stack[-1]] >= extreme:
+            stack.pop()
+        after = np.minimum.accumulate(new[::-1])[::-1]
+        keep = new[:-1] < after[1:]
+    stack.extend((np.flatnonzero(keep) + i0).tolist())
+    stack.append(i0 + len(new) - 1)
+
+
+class TokenWindows:
+    """Every configured window of one token; see the module docstring for the algorithm.
+
+    ``add`` is O(1); ``stats(T)`` folds queued trades in (amortized O(1) per trade per
+    window) and reads every window in O(log n).
+    """
+
+    __slots__ = (
+        "_amh", "_aml", "_blast", "_bprev", "_bvh", "_bvl", "_end", "_hstk", "_keys",
+        "_keyset", "_longest_ms", "_lstk", "_nbuy", "_nvh", "_nvl", "_pending", "_px",
+        "_slast", "_smark", "_sprev", "_svh", "_svl", "_trades", "_ts", "_wlast",
+        "_wmark", "_wprev", "newest_ms", "t_ms", "windows",
+    )  # fmt: skip
+
+    def __init__(self, specs: tuple[WindowSpec, ...]) -> None:
+        self.windows = [_Window(s) for s in specs]
+        self._longest_ms = specs[-1].duration_ms
+        self.newest_ms: TsMs = -(1 << 62)  # newest trade time seen (queued or stored)
+        self.t_ms: TsMs = -(1 << 62)  # latest evaluation time; never goes back
+        self._pending: list[Trade] = []
+        self._keyset: set[_Key] = set()
+        self._end = 0
+        self._reset_columns()
+
+    def _reset_columns(self) -> None:
+        self._ts: list[int] = []
+        self._px: list[float] = []
+        self._trades: list[Trade] = []
+        self._keys: list[_Key] = []
+        self._bvh, self._bvl = [0.0], [0.0]
+        self._svh, self._svl = [0.0], [0.0]
+        self._nvh, self._nvl = [0.0], [0.0]
+        self._amh, self._aml = [0.0], [0.0]
+        self._nbuy = [0]
+        self._wlast: dict[str, int] = {}
+        self._blast: dict[str, int] = {}
+        self._slast: dict[str, int] = {}
+        self._wprev: list[int] = []
+        self._wmark: list[int] = []
+        self._bprev: list[int] = []
+        self._sprev: list[int] = []
+        self._smark: list[int] = []
+        self._hstk: list[int] = []
+        self._lstk: list[int] = []
+
+    # ------------------------------------------------------------------ input
+
+    def clock_ms(self, floor_ms: TsMs) -> TsMs:
+        """The token's ``T`` given the clock's floor: ``max(newest trade, floor, last T)``."""
+        return max(self.newest_ms, floor_ms, self.t_ms)
+
+    def add(self, trade: Trade, floor_ms: TsMs) -> AddResult:
+        """Queue ``trade`` unless it is late (``t <= T - longest``) or a duplicate."""
+        t = trade.ts_ms
+        t_now = max(self.newest_ms, floor_ms, self.t_ms)
+        if t <= t_now - self._longest_ms:
+            return AddResult.LATE
+        keyset = self._keyset
+        size = len(keyset)
+        keyset.add(trade.tx_hash if not trade.event_index else (trade.tx_hash, trade.event_index))
+        if len(keyset) == size:
+            return AddResult.DUPLICATE
+        self._pending.append(trade)
+        if t > self.newest_ms:
+            self.newest_ms = t
+        if len(self._pending) >= _PENDING_LIMIT:
+            self.advance(t_now)
+        return AddResult.APPLIED
+
+    @property
+    def trade_count(self) -> int:
+        """Trades stored or queued (including the one kept before the longest window)."""
+        return len(self._ts) - self._retained_from() + len(self._pending)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def advance(self, t_ms: TsMs) -> TsMs:
+        """Fold queued trades in and move every window to ``T = max(t_ms, newest, last T)``.
+
+        Returns the ``T`` used.
+        """
+        if self._pending:
+            self._ingest()
+        t_eval = max(t_ms, self.newest_ms, self.t_ms)
+        self.t_ms = t_eval
+        ts = self._ts
+        end = len(ts)
+        e0 = self._end
+        if e0 < end:
+            wp = sorted(self._wprev[e0:end])
+            bp = sorted(self._bprev[e0:end])
+            sp = sorted(self._sprev[e0:end])
+        wmark, smark = self._wmark, self._smark
+        for win in self.windows:
+            s_old = win.start
+            s_new = bisect_right(ts, t_eval - win.duration_ms)
+            if e0 < end:
+                win.wallets += bisect_left(wp, s_old)
+                win.sides += bisect_left(bp, s_old) + bisect_left(sp, s_old) * SELL_UNIT
+            if s_new > s_old:
+                win.wallets -= sum(wmark[s_old:s_new])
+                win.sides -= sum(smark[s_old:s_new])
+            elif s_new < s_old:
+                win.wallets += sum(wmark[s_new:s_old])
+                win.sides += sum(smark[s_new:s_old])
+            win.start = s_new
+        self._end = end
+        self._maybe_compact()
+        return t_eval
+
+    def stats(self, t_ms: TsMs) -> dict[str, WindowStats]:
+        """Every window evaluated at ``T = max(t_ms, newest trade, last T)``.
+
+        Empty when the token has no trade at all.
+        """
+        t_eval = self.advance(t_ms)
+        if not self._ts:
+            return {}
+        return {win.name: self._window_stats(win, t_eval) for win in self.windows}
+
+    def _window_stats(self, win: _Window, t_eval: TsMs) -> WindowStats:
+        ts, px = self._ts, self._px
+        end, s = len(ts), win.start
+        last_price = px[end - 1]
+        if s == end:
+            return WindowStats(
+                0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, last_price, last_price, last_price,
+                last_price, 0.0, None, None, None, t_eval,
+            )  # fmt: skip
+        buys = self._nbuy[end] - self._nbuy[s]
+        bv = self._window_sum(self._bvh, self._bvl, s, end, _buy_volume) if buys else 0.0
+        sv = (
+            self._window_sum(self._svh, self._svl, s, end, _sell_volume)
+            if buys < end - s
+            else 0.0
+        )
+        nv = self._window_sum(self._nvh, self._nvl, s, end, _native)
+        am = self._window_sum(self._amh, self._aml, s, end, _token_amount)
+        total = bv + sv
+        start_price = px[s - 1] if s > 0 else px[s]
+        sellers, buyers = divmod(win.sides, SELL_UNIT)
+        hstk, lstk = self._hstk, self._lstk
+        return WindowStats(
+            buy_count=buys,
+            sell_count=end - s - buys,
+            trade_count=end - s,
+            buy_volume=bv,
+            sell_volume=sv,
+            total_volume=total,
+            native_volume=nv,
+            unique_wallets=win.wallets,
+            unique_buyers=buyers,
+            unique_sellers=sellers,
+            start_price=start_price,
+            end_price=last_price,
+            high_price=px[hstk[bisect_left(hstk, s)]],
+            low_price=px[lstk[bisect_left(lstk, s)]],
+            price_change_pct=(last_price - start_price) / start_price * 100.0,
+            vwap=total / am,
+            first_trade_ms=ts[s],
+            last_trade_ms=ts[end - 1],
+            updated_ms=t_eval,
+        )
+
+    def _window_sum(
+        self, hi: list[float], lo: list[float], s: int, end: int, value: Callable[[Trade], float]
+    ) -> float:
+        """Sum over positions ``[s, end)`` from the double-double prefixes; when the result
+        is more than 1e12 times smaller than the prefix (the double-double bound could then
+        exceed ~1e-14 relative; a cancellation can even give 0), sum the window's values
+        exactly instead. Only windows of values that small next to a retained history that
+        large take this O(window) path; callers skip it for sums known to be 0."""
+        total = _dd_diff(hi[end], lo[end], hi[s], lo[s])
+        if hi[end] > _EXACT_RATIO * total:
+            return math.fsum(map(value, self._trades[s:end]))
+        return total
+
+    # ------------------------------------------------------------------ snapshot
+
+    def retained_trades(self) -> list[Trade]:
+        """The trades a rebuild needs, in time order (queued ones folded in first)."""
+        self.advance(self.t_ms)
+        return self._trades[self._retained_from() :]
+
+    @classmethod
+    def rebuild(
+        cls, specs: tuple[WindowSpec, ...], trades: list[Trade], t_ms: TsMs
+    ) -> TokenWindows:
+        """A token with exactly the state it had when ``trades`` (from
+        ``retained_trades``) were taken at evaluation time ``t_ms``."""
+        token = cls(specs)
+        for trade in trades:
+            token._keyset.add(_key(trade))
+            token.newest_ms = max(token.newest_ms, trade.ts_ms)
+        token._pending = list(trades)
+        token.advance(t_ms)
+        return token
+
+    def _retained_from(self) -> int:
+        return max(0, self.windows[-1].start - 1)
+
+    # ------------------------------------------------------------------ internals
+
+    def _ingest(self) -> None:
+        pending = self._pending
+        self._pending = []
+        pending.sort(key=_by_time)
+        ts = self._ts
+        if ts and pending[0].ts_ms < ts[-1]:
+            pos = bisect_right(ts, pending[0].ts_ms)
+            tail = self._trades[pos:]
+            self._rollback(pos)
+            pending = sorted(tail + pending, key=_by_time)  # stable: stored trades first
+        self._append(pending)
+
+    def _append(self, trades: list[Trade]) -> None:
+        if len(trades) >= _VECTOR_MIN:
+            self._append_vector(trades)
+        else:
+            self._append_loop(trades)
+
+    def _append_vector(self, trades: list[Trade]) -> None:
+        """The same result as ``_append_loop`` (bit for bit), computed column-wise."""
+        i0 = len(self._ts)
+        ts = [t.ts_ms for t in trades]
+        prices = [t.price_usd for t in trades]
+        columns = self._sum_columns(trades)
+        for x, hi, lo in columns:
+            _extend_dd_prefix(hi, lo, x)
+        is_buy = np.fromiter([t.is_buy for t in trades], dtype=np.bool_, count=len(trades))
+        self._nbuy.extend((np.cumsum(is_buy, dtype=np.int64) + self._nbuy[-1]).tolist())
+        self._ts.extend(ts)
+        self._px.extend(prices)
+        self._trades.extend(trades)
+        self._keys.extend([t.tx_hash if not t.event_index else (t.tx_hash, t.event_index)
+                           for t in trades])  # fmt: skip
+        self._mark_wallets(trades, i0)
+        arr = np.asarray(prices)
+        _extend_stack(self._hstk, self._px, arr, i0, highs=True)
+        _extend_stack(self._lstk, self._px, arr, i0, highs=False)
+
+    def _sum_columns(self, trades: list[Trade]) -> list[tuple[np.ndarray, list[float], list[float]]]:
+        n = len(trades)
+        is_buy = np.fromiter([t.is_buy for t in trades], dtype=np.bool_, count=n)
+        volume = np.fromiter([t.volume_usd for t in trades], dtype=np.float64, count=n)
+        zero = np.zeros(n)
+        return [
+            (np.where(is_buy, volume, zero), self._bvh, self._bvl),
+            (np.where(is_buy, zero, volume), self._svh, self._svl),
+            (np.fromiter([t.native_amount for t in trades], np.float64, n), self._nvh, self._nvl),
+            (np.fromiter([t.token_amount for t in trades], np.float64, n), self._amh, self._aml),
+        ]
+
+    def _rebase_sums(self) -> None:
+        """Restart the prefix sums at zero from the stored trades, so that the rounding
+        left in the ``lo`` parts is bounded by the retained span, not by the uptime."""
+        for lst in (self._bvh, self._bvl, self._svh, self._svl, self._nvh, self._nvl,
+                    self._amh, self._aml):  # fmt: skip
+            lst[:] = [0.0]
+        if self._trades:
+            for x, hi, lo in self._sum_columns(self._trades):
+                _extend_dd_prefix(hi, lo, x)
+
+    def _mark_wallets(self, trades: list[Trade], i: int) -> None:
+        wlast, blast, slast = self._wlast, self._blast, self._slast
+        wprev, wmark, bprev = self._wprev, self._wmark, self._bprev
+        sprev, smark = self._sprev, self._smark
+        for tr in trades:
+            w = tr.wallet
+            if tr.is_buy:
+                q = blast.get(w, -1)
+                blast[w] = i
+                bprev.append(q)
+                sprev.append(_NO_PREV_SIDE)
+                smark.append(1)
+            else:
+                q = slast.get(w, -1)
+                slast[w] = i
+                sprev.append(q)
+                bprev.append(_NO_PREV_SIDE)
+                smark.append(SELL_UNIT)
+            if q >= 0:
+                smark[q] = 0
+            q = wlast.get(w, -1)
+            wlast[w] = i
+            wprev.append(q)
+            wmark.append(1)
+            if q >= 0:
+                wmark[q] = 0
+            i += 1
+
+    def _append_loop(self, trades: list[Trade]) -> None:  # noqa: PLR0914 - the hot loop
+        ts_append, px_append = self._ts.append, self._px.append
+        tr_append, key_append = self._trades.append, self._keys.append
+        bvh, bvl, svh, svl = self._bvh, self._bvl, self._svh, self._svl
+        nvh, nvl, amh, aml, nbuy = self._nvh, self._nvl, self._amh, self._aml, self._nbuy
+        bh, bl, sh, sl = bvh[-1], bvl[-1], svh[-1], svl[-1]
+        nh, nl, ah, al, nb = nvh[-1], nvl[-1], amh[-1], aml[-1], nbuy[-1]
+        wlast, blast, slast = self._wlast, self._blast, self._slast
+        wprev, wmark, bprev = self._wprev, self._wmark, self._bprev
+        sprev, smark = self._sprev, self._smark
+        px, hstk, lstk = self._px, self._hstk, self._lstk
+        i = len(self._ts)
+        for tr in trades:
+            p = tr.price_usd
+            w = tr.wallet
+            ts_append(tr.ts_ms)
+            px_append(p)
+            tr_append(tr)
+            key_append(tr.tx_hash if not tr.event_index else (tr.tx_hash, tr.event_index))
+            x = tr.volume_usd
+            if tr.is_buy:
+                s = bh + x
+                bb = s - bh
+                bl += (bh - (s - bb)) + (x - bb)
+                bh = s
+                nb += 1
+                q = blast.get(w, -1)
+                blast[w] = i
+                bprev.append(q)
+                sprev.append(_NO_PREV_SIDE)
+                smark.append(1)
+                if q >= 0:
+                    smark[q] = 0
+            else:
+                s = sh + x
+                bb = s - sh
+                sl += (sh - (s - bb)) + (x - bb)
+                sh = s
+                q = slast.get(w, -1)
+                slast[w] = i
+                sprev.append(q)
+                bprev.append(_NO_PREV_SIDE)
+                smark.append(SELL_UNIT)
+                if q >= 0:
+                    smark[q] = 0
+            bvh.append(bh)
+            bvl.append(bl)
+            svh.append(sh)
+            svl.append(sl)
+            nbuy.append(nb)
+            x = tr.native_amount
+            s = nh + x
+            bb = s - nh
+            nl += (nh - (s - bb)) + (x - bb)
+            nh = s
+            nvh.append(nh)
+            nvl.append(nl)
+            x = tr.token_amount
+            s = ah + x
+            bb = s - ah
+            al += (ah - (s - bb)) + (x - bb)
+            ah = s
+            amh.append(ah)
+            aml.append(al)
+            q = wlast.get(w, -1)
+            wlast[w] = i
+            wprev.append(q)
+            wmark.append(1)
+            if q >= 0:
+                wmark[q] = 0
+            while hstk and px[hstk[-1]] <= p:
+                hstk.pop()
+            hstk.append(i)
+            while lstk and px[lstk[-1]] >= p:
+                lstk.pop()
+            lstk.append(i)
+            i += 1
+
+    def _rollback(self, pos: int) -> None:
+        """Undo positions ``>= pos`` (they are re-appended right after) and correct every
+        window's distinct counts so that they describe ``[start, pos)``."""
+        trades = self._trades
+        tail = trades[pos:]
+        w_restored, w_gone = self._unmark(tail, pos, self._wlast, self._wprev, self._wmark, None)
+        b_restored, b_gone = self._unmark(tail, pos, self._blast, self._bprev, self._smark, True)
+        s_restored, s_gone = self._unmark(tail, pos, self._slast, self._sprev, self._smark, False)
+        for lst in (self._ts, self._px, trades, self._keys, self._wprev, self._wmark,
+                    self._bprev, self._sprev, self._smark):  # fmt: skip
+            del lst[pos:]
+        for lst in (self._bvh, self._bvl, self._svh, self._svl, self._nvh, self._nvl,
+                    self._amh, self._aml, self._nbuy):  # fmt: skip
+            del lst[pos + 1 :]
+        self._rebuild_stack(self._hstk, pos, highs=True)
+        self._rebuild_stack(self._lstk, pos, highs=False)
+        for win in self.windows:
+            if win.start > pos:
+                win.start, win.wallets, win.sides = pos, 0, 0
+                continue
+            s = win.start
+            win.wallets += len(w_restored) - bisect_left(w_restored, s) - w_gone
+            buyers = len(b_restored) - bisect_left(b_restored, s) - b_gone
+            sellers = len(s_restored) - bisect_left(s_restored, s) - s_gone
+            win.sides += buyers + sellers * SELL_UNIT
+        self._end = pos
+
+    @staticmethod
+    def _unmark(
+        tail: list[Trade],
+        pos: int,
+        last: dict[str, int],
+        prev: list[int],
+        mark: list[int],
+        side: bool | None,
+    ) -> tuple[list[int], int]:
+        """Give every wallet of ``tail`` (positions ``pos``...) back the newest trade it had
+        before ``pos``. Returns the sorted restored positions and the number of wallets."""
+        seen: set[str] = set()
+        restored: list[int] = []
+        for offset, tr in enumerate(tail):
+            if (side is not None and tr.is_buy is not side) or tr.wallet in seen:
+                continue
+            seen.add(tr.wallet)
+            q = prev[pos + offset]
+            if q >= 0:
+                last[tr.wallet] = q
+                mark[q] = 1 if side is None or side else SELL_UNIT
+                restored.append(q)
+            else:
+                del last[tr.wallet]
+        restored.sort()
+        return restored, len(seen)
+
+    def _rebuild_stack(self, stack: list[int], pos: int, *, highs: bool) -> None:
+        """Drop stack entries ``>= pos`` and restore the ones they had popped: the suffix
+        extremes of ``[0, pos)`` after the newest survivor."""
+        while stack and stack[-1] >= pos:
+            stack.pop()
+        px = self._px
+        floor = stack[-1] if stack else -1
+        found: list[int] = []
+        best = None
+        for i in range(pos - 1, floor, -1):
+            p = px[i]
+            if best is None or (p > best if highs else p < best):
+                found.append(i)
+                best = p
+        found.reverse()
+        stack.extend(found)
+
+    def _maybe_compact(self) -> None:
+        """Physically drop trades before the one kept ahead of the longest window once they
+        are at least half of the store (amortized O(1) per trade)."""
+        cut = self._retained_from()
+        if cut < _COMPACT_MIN or cut < len(self._ts) - cut:
+            return
+        self._keyset.difference_update(self._keys[:cut])
+        for lst in (self._ts, self._px, self._trades, self._keys, self._wmark, self._smark,
+                    self._nbuy):  # fmt: skip
+            del lst[:cut]
+        self._rebase_sums()
+        self._wprev = [q - cut for q in self._wprev[cut:]]
+        self._bprev = [q - cut for q in self._bprev[cut:]]
+        self._sprev = [q - cut for q in self._sprev[cut:]]
+        for name in ("_wlast", "_blast", "_slast"):
+            last: dict[str, int] = getattr(self, name)
+            setattr(self, name, {w: i - cut for w, i in last.items() if i >= cut})
+        self._hstk = [i - cut for i in self._hstk if i >= cut]
+        self._lstk = [i - cut for i in self._lstk if i >= cut]
+        for win in self.windows:
+            win.start -= cut
+        self._end -= cut
