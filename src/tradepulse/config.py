@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
-from typing import TypeVar
 
 from tradepulse.core.errors import ConfigError, WindowSpecError
 from tradepulse.core.windows import DEFAULT_WINDOWS, WindowSpec, parse_duration_ms, parse_windows
@@ -47,7 +47,8 @@ def load_settings(
     environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
 ) -> Settings:
     """Settings from ``environ`` (default ``os.environ``) over ``.env`` over defaults."""
-    env = {**(read_dotenv(dotenv) if dotenv else {}), **(os.environ if environ is None else environ)}
+    base = read_dotenv(dotenv) if dotenv else {}
+    env = {**base, **(os.environ if environ is None else environ)}
     kwargs: dict[str, object] = {}
     if "TRADEPULSE_WINDOWS" in env:
         kwargs["windows"] = _parse("TRADEPULSE_WINDOWS", env, parse_windows, "e.g. 1min,5min,1hour")

@@ -114,10 +114,12 @@ def buffers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setattr(windows_mod, "_VECTOR_MIN", 4)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(steps=st.lists(step_st, min_size=1, max_size=150))
 def test_every_statistic_equals_bruteforce(buffers: None, steps: list[Step]) -> None:
-    run_and_check(steps + [Step("eval", 0, 0, 1.0, 1.0, 0.0, True, 0, None)])
+    run_and_check([*steps, Step("eval", 0, 0, 1.0, 1.0, 0.0, True, 0, None)])
 
 
 def test_random_long_streams_equal_bruteforce(buffers: None) -> None:
@@ -136,7 +138,9 @@ def test_random_long_streams_equal_bruteforce(buffers: None) -> None:
 @given(
     base=st.lists(
         st.tuples(st.integers(0, 29_000), price_st, magnitudes, st.booleans(), st.integers(0, 5)),
-        min_size=1, max_size=60, unique_by=lambda x: x[0],
+        min_size=1,
+        max_size=60,
+        unique_by=lambda x: x[0],
     ),
     seed=st.integers(0, 2**32 - 1),
 )

@@ -31,10 +31,17 @@ def stats_1min(trades: list[tuple[int, float]], t_eval: int) -> WindowStats:
         pytest.param([(60_000, 1.0)], 120_000, 0, None, None, id="at-T-minus-W-is-out"),
         pytest.param([(60_001, 1.0)], 120_000, 1, 60_001, 60_001, id="just-after-T-minus-W-is-in"),
         pytest.param([(120_000, 1.0)], 120_000, 1, 120_000, 120_000, id="at-T-is-in"),
-        pytest.param([(1_000, 1.0), (59_000, 2.0), (100_000, 3.0)], 120_000, 1, 100_000, 100_000,
-                     id="older-trades-evicted"),  # fmt: skip
-        pytest.param([(100_000, 1.0), (100_000, 2.0)], 120_000, 2, 100_000, 100_000,
-                     id="equal-times-both-in"),  # fmt: skip
+        pytest.param(
+            [(1_000, 1.0), (59_000, 2.0), (100_000, 3.0)],
+            120_000,
+            1,
+            100_000,
+            100_000,
+            id="older-trades-evicted",
+        ),
+        pytest.param(
+            [(100_000, 1.0), (100_000, 2.0)], 120_000, 2, 100_000, 100_000, id="equal-times-both-in"
+        ),
     ],
 )
 def test_window_edges_half_open_on_the_left(

@@ -101,8 +101,11 @@ BAD = [
     (with_(trans_time=True), "trans_time:type"),
     (with_(trans_time=NOW + 60_000), "trans_time:future"),
     (with_(trans_time="2099-01-01T00:00:00Z"), "trans_time:future"),
-    (b'{"token":"a","wallet":"w","sell_buy":"buy","native_amount":1,"token_amount":1e999,'
-     b'"price_usd":1,"trans_time":1,"tx_hash":"h"}', "token_amount:non_finite"),
+    (
+        b'{"token":"a","wallet":"w","sell_buy":"buy","native_amount":1,"token_amount":1e999,'
+        b'"price_usd":1,"trans_time":1,"tx_hash":"h"}',
+        "token_amount:non_finite",
+    ),
     (with_(token_amount=1e300, price_usd=1e300), "token_amount:non_finite"),
 ]
 
@@ -136,8 +139,10 @@ def test_encode_then_decode_round_trips() -> None:
     ],
 )
 def test_make_trade_applies_the_same_rules(field: str, value: float, reason: str) -> None:
-    kwargs: dict[str, Any] = {"token": "T", "wallet": "w", "is_buy": True, "native_amount": 1.0,
-                              "token_amount": 1.0, "price_usd": 1.0, "ts_ms": 0, "tx_hash": "h"}  # fmt: skip
+    kwargs: dict[str, Any] = {
+        "token": "T", "wallet": "w", "is_buy": True, "native_amount": 1.0,
+        "token_amount": 1.0, "price_usd": 1.0, "ts_ms": 0, "tx_hash": "h",
+    }  # fmt: skip
     kwargs[field] = value
     with pytest.raises(InvalidTradeError) as info:
         make_trade(**kwargs)

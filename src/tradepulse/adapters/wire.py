@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from sys import intern
 from typing import Annotated
 
 import msgspec
@@ -111,12 +112,35 @@ def decode_trade(
     return to_trade(wire, now_ms, max_future_skew_ms)
 
 
+def decode_batch(
+    lines: list[bytes],
+    first_line_no: int,
+    now_ms: TsMs,
+    max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS,
+) -> tuple[list[Trade], list[tuple[int, InvalidTradeError]]]:
+    """Decode consecutive lines (numbered from ``first_line_no``): the good trades in order
+    and ``(line_number, error)`` for the rejected ones. Blank lines are skipped."""
+    trades: list[Trade] = []
+    rejected: list[tuple[int, InvalidTradeError]] = []
+    append = trades.append
+    decode = _decoder.decode
+    for offset, raw in enumerate(lines):
+        try:
+            append(to_trade(decode(raw), now_ms, max_future_skew_ms))
+        except msgspec.MsgspecError as exc:
+            if raw.strip():
+                rejected.append((first_line_no + offset, _translate(exc)))
+        except InvalidTradeError as exc:
+            rejected.append((first_line_no + offset, exc))
+    return trades, rejected
+
+
 def to_trade(wire: WireTrade, now_ms: TsMs, max_future_skew_ms: int) -> Trade:
     """The checks msgspec cannot express, then the domain ``Trade``."""
     side = wire.sell_buy
     is_buy = side == "buy" or (side != "sell" and parse_side(side))
     tt = wire.trans_time
-    if type(tt) is int and 0 <= tt:
+    if type(tt) is int and tt >= 0:
         ts_ms = tt * 1000 if tt < 100_000_000_000 else tt
     else:
         ts_ms = time_to_ms(tt)
@@ -130,8 +154,8 @@ def to_trade(wire: WireTrade, now_ms: TsMs, max_future_skew_ms: int) -> Trade:
     if volume == math.inf:
         raise InvalidTradeError("token_amount", "non_finite", "token_amount * price_usd overflows")
     return Trade(
-        wire.token,
-        wire.wallet,
+        intern(wire.token),  # one string per token and wallet, not one per trade
+        intern(wire.wallet),
         is_buy,
         wire.native_amount,
         wire.token_amount,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tradepulse.core.clock import NEVER
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
 from tradepulse.core.windows import AddResult, TokenWindows, WindowSpec, WindowStats
@@ -33,7 +34,7 @@ class Market:
             self.duplicates += 1
         else:
             self.late += 1
-            if not token.newest_ms > -(1 << 62):
+            if token.newest_ms == NEVER:
                 del self.tokens[trade.token]
         return result
 
@@ -41,6 +42,28 @@ class Market:
         """Apply trades with one clock floor (a batch read at one instant)."""
         for trade in trades:
             self.add(trade, floor_ms)
+
+    def add_in_order_read(self, trades: list[Trade], watermark_ms: TsMs) -> TsMs:
+        """Apply trades read in this order from one partition on the event clock: each
+        trade's floor is the newest trade time read before it. Returns the new watermark."""
+        tokens = self.tokens
+        get = tokens.get
+        specs = self.specs
+        counts = [0, 0, 0]
+        for trade in trades:
+            t = trade.ts_ms
+            watermark_ms = max(watermark_ms, t)
+            token = get(trade.token)
+            if token is None:
+                token = tokens[trade.token] = TokenWindows(specs)
+            result = token.add(trade, watermark_ms)
+            counts[result] += 1
+            if result is AddResult.LATE and token.newest_ms == NEVER:
+                del tokens[trade.token]  # created for a late trade: holds nothing
+        self.applied += counts[AddResult.APPLIED]
+        self.duplicates += counts[AddResult.DUPLICATE]
+        self.late += counts[AddResult.LATE]
+        return watermark_ms
 
     def stats(self, token: TokenId, t_ms: TsMs) -> dict[str, WindowStats]:
         """Every window of ``token`` at ``max(t_ms, its newest trade)``; empty if unknown."""

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from enum import IntEnum
@@ -49,6 +50,7 @@ from operator import attrgetter
 import msgspec
 import numpy as np
 
+from tradepulse.core.clock import NEVER
 from tradepulse.core.errors import WindowSpecError
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import (
@@ -61,7 +63,7 @@ from tradepulse.core.types import (
 
 DEFAULT_WINDOWS = "1min,5min,15min,30min,1hour"
 SELL_UNIT = 1 << 32
-_NO_PREV_SIDE = 1 << 62  # "previous same-side trade" of a trade of the other side: never in a window
+_NO_PREV_SIDE = 1 << 62  # "previous same-side trade" of a trade of the other side: never inside
 _PENDING_LIMIT = 4096
 _COMPACT_MIN = 2048
 _VECTOR_MIN = 48  # batches at least this long are appended with NumPy
@@ -203,19 +205,19 @@ def _dd_diff(hi_e: float, lo_e: float, hi_s: float, lo_s: float) -> float:
     return d + (err + (lo_e - lo_s))
 
 
-def _extend_dd_prefix(hi: list[float], lo: list[float], x: np.ndarray) -> None:
+def _extend_dd_prefix(hi: array[float], lo: array[float], x: np.ndarray) -> None:
     """Extend a double-double prefix sum by ``x``: the sequential sum (``np.cumsum`` adds
     in order) plus the running sum of each step's exact rounding error (TwoSum)."""
     c = np.cumsum(np.concatenate(([hi[-1]], x)))
     a, s = c[:-1], c[1:]
     bb = s - a
     err = (a - (s - bb)) + (x - bb)
-    hi.extend(s.tolist())
-    lo.extend(np.cumsum(np.concatenate(([lo[-1]], err)))[1:].tolist())
+    hi.frombytes(s.tobytes())
+    lo.frombytes(np.cumsum(np.concatenate(([lo[-1]], err)))[1:].tobytes())
 
 
 def _extend_stack(
-    stack: list[int], px: list[float], new: np.ndarray, i0: int, *, highs: bool
+    stack: list[int], px: array[float], new: np.ndarray, i0: int, *, highs: bool
 ) -> None:
     """Push positions ``i0...`` (prices ``new``) on a monotonic stack of suffix extremes:
     old entries not beaten by the batch's extreme survive, then the batch's own strict
@@ -236,6 +238,13 @@ def _extend_stack(
     stack.append(i0 + len(new) - 1)
 
 
+def _shifted(positions: array[int], cut: int) -> array[int]:
+    """``positions[cut:]`` with ``cut`` subtracted from each (positions after compaction)."""
+    out = array("q")
+    out.frombytes((np.frombuffer(positions, dtype=np.int64)[cut:] - cut).tobytes())
+    return out
+
+
 class TokenWindows:
     """Every configured window of one token; see the module docstring for the algorithm.
 
@@ -245,7 +254,7 @@ class TokenWindows:
 
     __slots__ = (
         "_amh", "_aml", "_blast", "_bprev", "_bvh", "_bvl", "_end", "_hstk", "_keys",
-        "_keyset", "_longest_ms", "_lstk", "_nbuy", "_nvh", "_nvl", "_pending", "_px",
+        "_keyset", "_late_ms", "_longest_ms", "_lstk", "_nbuy", "_nvh", "_nvl", "_pending", "_px",
         "_slast", "_smark", "_sprev", "_svh", "_svl", "_trades", "_ts", "_wlast",
         "_wmark", "_wprev", "newest_ms", "t_ms", "windows",
     )  # fmt: skip
@@ -253,31 +262,33 @@ class TokenWindows:
     def __init__(self, specs: tuple[WindowSpec, ...]) -> None:
         self.windows = [_Window(s) for s in specs]
         self._longest_ms = specs[-1].duration_ms
-        self.newest_ms: TsMs = -(1 << 62)  # newest trade time seen (queued or stored)
-        self.t_ms: TsMs = -(1 << 62)  # latest evaluation time; never goes back
+        self.newest_ms: TsMs = NEVER  # newest trade time seen (queued or stored)
+        self.t_ms: TsMs = NEVER  # latest evaluation time; never goes back
+        self._late_ms: TsMs = NEVER  # max(newest, t_ms) - longest: at or before is late
         self._pending: list[Trade] = []
         self._keyset: set[_Key] = set()
         self._end = 0
         self._reset_columns()
 
     def _reset_columns(self) -> None:
-        self._ts: list[int] = []
-        self._px: list[float] = []
+        # Numbers live in typed arrays (8 bytes each, no Python object per value).
+        self._ts = array("q")
+        self._px = array("d")
         self._trades: list[Trade] = []
         self._keys: list[_Key] = []
-        self._bvh, self._bvl = [0.0], [0.0]
-        self._svh, self._svl = [0.0], [0.0]
-        self._nvh, self._nvl = [0.0], [0.0]
-        self._amh, self._aml = [0.0], [0.0]
-        self._nbuy = [0]
+        self._bvh, self._bvl = array("d", [0.0]), array("d", [0.0])
+        self._svh, self._svl = array("d", [0.0]), array("d", [0.0])
+        self._nvh, self._nvl = array("d", [0.0]), array("d", [0.0])
+        self._amh, self._aml = array("d", [0.0]), array("d", [0.0])
+        self._nbuy = array("q", [0])
         self._wlast: dict[str, int] = {}
         self._blast: dict[str, int] = {}
         self._slast: dict[str, int] = {}
-        self._wprev: list[int] = []
-        self._wmark: list[int] = []
-        self._bprev: list[int] = []
-        self._sprev: list[int] = []
-        self._smark: list[int] = []
+        self._wprev = array("q")
+        self._wmark = array("q")
+        self._bprev = array("q")
+        self._sprev = array("q")
+        self._smark = array("q")
         self._hstk: list[int] = []
         self._lstk: list[int] = []
 
@@ -290,20 +301,65 @@ class TokenWindows:
     def add(self, trade: Trade, floor_ms: TsMs) -> AddResult:
         """Queue ``trade`` unless it is late (``t <= T - longest``) or a duplicate."""
         t = trade.ts_ms
-        t_now = max(self.newest_ms, floor_ms, self.t_ms)
-        if t <= t_now - self._longest_ms:
+        if t <= self._late_ms or t <= floor_ms - self._longest_ms:
             return AddResult.LATE
         keyset = self._keyset
         size = len(keyset)
         keyset.add(trade.tx_hash if not trade.event_index else (trade.tx_hash, trade.event_index))
         if len(keyset) == size:
             return AddResult.DUPLICATE
-        self._pending.append(trade)
+        pending = self._pending
+        pending.append(trade)
         if t > self.newest_ms:
             self.newest_ms = t
-        if len(self._pending) >= _PENDING_LIMIT:
-            self.advance(t_now)
+            self._late_ms = t - self._longest_ms
+        if len(pending) >= _PENDING_LIMIT:
+            self._relieve(floor_ms)
         return AddResult.APPLIED
+
+    def _relieve(self, floor_ms: TsMs) -> None:
+        """The queue is full: drop what no future window can hold, fold in the rest."""
+        self._prune(max(self._late_ms, floor_ms - self._longest_ms))
+        if len(self._pending) >= _PENDING_LIMIT // 2:
+            self.advance(floor_ms)  # prunes again (a no-op) and folds the queue in
+
+    def _prune(self, cut_ms: TsMs) -> None:
+        """Forget trades at or before ``cut_ms``: every future ``T`` is at least
+        ``cut_ms + longest``, so they can only ever give a start price, and only the newest
+        of them (ties: the last to arrive) can. When every stored trade is that old, the
+        store restarts from that one trade; otherwise queued ones that old are dropped
+        unless one is newer than every stored trade that old (then it is kept)."""
+        pending = self._pending
+        carrier: Trade | None = None
+        keep: list[Trade] = []
+        for trade in pending:
+            if trade.ts_ms > cut_ms:
+                keep.append(trade)
+            elif carrier is None or trade.ts_ms >= carrier.ts_ms:
+                carrier = trade
+        if carrier is None and (not self._ts or self._ts[-1] > cut_ms):
+            return
+        ts = self._ts
+        if ts and ts[-1] <= cut_ms:
+            stored = self._trades[-1]
+            if carrier is None or stored.ts_ms > carrier.ts_ms:
+                carrier = stored
+            self._restart()
+        elif carrier is not None and ts:
+            older = bisect_right(ts, cut_ms)
+            if older and ts[older - 1] > carrier.ts_ms:
+                carrier = None  # a stored trade is the newer start-price carrier
+        # A resend of any trade at or before the cut is late, so its key can go.
+        self._keyset.difference_update([_key(t) for t in pending if t.ts_ms <= cut_ms])
+        self._pending = ([carrier] if carrier is not None else []) + keep
+
+    def _restart(self) -> None:
+        """Empty the store (every stored trade is out of every future window)."""
+        self._keyset.difference_update(self._keys)
+        self._reset_columns()
+        for win in self.windows:
+            win.start, win.wallets, win.sides = 0, 0, 0
+        self._end = 0
 
     @property
     def trade_count(self) -> int:
@@ -317,10 +373,13 @@ class TokenWindows:
 
         Returns the ``T`` used.
         """
-        if self._pending:
-            self._ingest()
         t_eval = max(t_ms, self.newest_ms, self.t_ms)
+        if self._pending:
+            self._prune(t_eval - self._longest_ms)
+            if self._pending:
+                self._ingest()
         self.t_ms = t_eval
+        self._late_ms = t_eval - self._longest_ms
         ts = self._ts
         end = len(ts)
         e0 = self._end
@@ -367,11 +426,7 @@ class TokenWindows:
             )  # fmt: skip
         buys = self._nbuy[end] - self._nbuy[s]
         bv = self._window_sum(self._bvh, self._bvl, s, end, _buy_volume) if buys else 0.0
-        sv = (
-            self._window_sum(self._svh, self._svl, s, end, _sell_volume)
-            if buys < end - s
-            else 0.0
-        )
+        sv = self._window_sum(self._svh, self._svl, s, end, _sell_volume) if buys < end - s else 0.0
         nv = self._window_sum(self._nvh, self._nvl, s, end, _native)
         am = self._window_sum(self._amh, self._aml, s, end, _token_amount)
         total = bv + sv
@@ -401,7 +456,7 @@ class TokenWindows:
         )
 
     def _window_sum(
-        self, hi: list[float], lo: list[float], s: int, end: int, value: Callable[[Trade], float]
+        self, hi: array[float], lo: array[float], s: int, end: int, value: Callable[[Trade], float]
     ) -> float:
         """Sum over positions ``[s, end)`` from the double-double prefixes; when the result
         is more than 1e12 times smaller than the prefix (the double-double bound could then
@@ -430,6 +485,7 @@ class TokenWindows:
         for trade in trades:
             token._keyset.add(_key(trade))
             token.newest_ms = max(token.newest_ms, trade.ts_ms)
+        token._late_ms = token.newest_ms - token._longest_ms
         token._pending = list(trades)
         token.advance(t_ms)
         return token
@@ -466,7 +522,7 @@ class TokenWindows:
         for x, hi, lo in columns:
             _extend_dd_prefix(hi, lo, x)
         is_buy = np.fromiter([t.is_buy for t in trades], dtype=np.bool_, count=len(trades))
-        self._nbuy.extend((np.cumsum(is_buy, dtype=np.int64) + self._nbuy[-1]).tolist())
+        self._nbuy.frombytes((np.cumsum(is_buy, dtype=np.int64) + self._nbuy[-1]).tobytes())
         self._ts.extend(ts)
         self._px.extend(prices)
         self._trades.extend(trades)
@@ -477,7 +533,9 @@ class TokenWindows:
         _extend_stack(self._hstk, self._px, arr, i0, highs=True)
         _extend_stack(self._lstk, self._px, arr, i0, highs=False)
 
-    def _sum_columns(self, trades: list[Trade]) -> list[tuple[np.ndarray, list[float], list[float]]]:
+    def _sum_columns(
+        self, trades: list[Trade]
+    ) -> list[tuple[np.ndarray, array[float], array[float]]]:
         n = len(trades)
         is_buy = np.fromiter([t.is_buy for t in trades], dtype=np.bool_, count=n)
         volume = np.fromiter([t.volume_usd for t in trades], dtype=np.float64, count=n)
@@ -492,9 +550,10 @@ class TokenWindows:
     def _rebase_sums(self) -> None:
         """Restart the prefix sums at zero from the stored trades, so that the rounding
         left in the ``lo`` parts is bounded by the retained span, not by the uptime."""
-        for lst in (self._bvh, self._bvl, self._svh, self._svl, self._nvh, self._nvl,
-                    self._amh, self._aml):  # fmt: skip
-            lst[:] = [0.0]
+        for column in (self._bvh, self._bvl, self._svh, self._svl, self._nvh, self._nvl,
+                       self._amh, self._aml):  # fmt: skip
+            del column[:]
+            column.append(0.0)
         if self._trades:
             for x, hi, lo in self._sum_columns(self._trades):
                 _extend_dd_prefix(hi, lo, x)
@@ -527,7 +586,7 @@ class TokenWindows:
                 wmark[q] = 0
             i += 1
 
-    def _append_loop(self, trades: list[Trade]) -> None:  # noqa: PLR0914 - the hot loop
+    def _append_loop(self, trades: list[Trade]) -> None:
         ts_append, px_append = self._ts.append, self._px.append
         tr_append, key_append = self._trades.append, self._keys.append
         bvh, bvl, svh, svl = self._bvh, self._bvl, self._svh, self._svl
@@ -637,8 +696,8 @@ class TokenWindows:
         tail: list[Trade],
         pos: int,
         last: dict[str, int],
-        prev: list[int],
-        mark: list[int],
+        prev: array[int],
+        mark: array[int],
         side: bool | None,
     ) -> tuple[list[int], int]:
         """Give every wallet of ``tail`` (positions ``pos``...) back the newest trade it had
@@ -687,9 +746,9 @@ class TokenWindows:
                     self._nbuy):  # fmt: skip
             del lst[:cut]
         self._rebase_sums()
-        self._wprev = [q - cut for q in self._wprev[cut:]]
-        self._bprev = [q - cut for q in self._bprev[cut:]]
-        self._sprev = [q - cut for q in self._sprev[cut:]]
+        self._wprev = _shifted(self._wprev, cut)
+        self._bprev = _shifted(self._bprev, cut)
+        self._sprev = _shifted(self._sprev, cut)
         for name in ("_wlast", "_blast", "_slast"):
             last: dict[str, int] = getattr(self, name)
             setattr(self, name, {w: i - cut for w, i in last.items() if i >= cut})

@@ -16,18 +16,20 @@ window evaluated at ``T = M``. The final snapshot is taken at the largest trade 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import BinaryIO
 
 import msgspec
 
-from tradepulse.adapters.wire import decode_trade
+from tradepulse.adapters.wire import decode_batch
 from tradepulse.core.clock import NEVER
 from tradepulse.core.errors import InvalidTradeError
 from tradepulse.core.market import Market
+from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
-from tradepulse.core.windows import WindowSpec, WindowStats
+from tradepulse.core.windows import WindowStats
 
+_CHUNK_BYTES = 1 << 20
 RejectHandler = Callable[[int, InvalidTradeError], None]
 ProgressHandler = Callable[[int], None]
 
@@ -81,8 +83,8 @@ class SnapshotWriter:
 
 
 def replay(
-    lines: Iterable[tuple[int, bytes]],
-    specs: tuple[WindowSpec, ...],
+    stream: BinaryIO,
+    market: Market,
     out: BinaryIO,
     *,
     now_ms: TsMs,
@@ -91,45 +93,61 @@ def replay(
     on_reject: RejectHandler | None = None,
     on_progress: ProgressHandler | None = None,
 ) -> ReplaySummary:
-    """Replay ``(line_number, raw_json)`` pairs; see the module docstring.
+    """Replay the JSON lines of ``stream`` into ``market``; see the module docstring.
 
     ``now_ms`` is the wall-clock time trades may not be later than (plus the skew).
-    ``on_progress`` receives the number of lines read, every 65,536 lines.
+    ``on_progress`` receives the number of lines read after each chunk.
     """
-    market = Market(specs)
     writer = SnapshotWriter(market, out)
-    summary = ReplaySummary()
     rejected: Counter[str] = Counter()
-    longest_ms = specs[-1].duration_ms
-    every = snapshot_every_ms
-    watermark = NEVER
-    boundary = NEVER
-    add = market.add
+    longest_ms = market.specs[-1].duration_ms
+    watermark = boundary = NEVER
     read = 0
-    for read, (line_no, raw) in enumerate(lines, start=1):  # noqa: B007 - read is the count
-        try:
-            trade = decode_trade(raw, now_ms, max_future_skew_ms)
-        except InvalidTradeError as exc:
+    while lines := stream.readlines(_CHUNK_BYTES):
+        trades, bad = decode_batch(lines, read + 1, now_ms, max_future_skew_ms)
+        read += len(lines)
+        for line_no, exc in bad:
             rejected[exc.reason] += 1
             if on_reject is not None:
                 on_reject(line_no, exc)
-            continue
-        t = trade.ts_ms
-        if every is not None and t > boundary:
-            boundary = _emit_due(writer, boundary, t, every, watermark, longest_ms)
-        if t > watermark:
-            watermark = t
-        add(trade, watermark)
-        if on_progress is not None and not read & 0xFFFF:
+        if snapshot_every_ms is None:
+            watermark = market.add_in_order_read(trades, watermark)
+        else:
+            watermark, boundary = _apply_with_snapshots(
+                market, writer, trades, watermark, boundary, snapshot_every_ms, longest_ms
+            )
+        if on_progress is not None:
             on_progress(read)
     if watermark != NEVER:
         writer.write(watermark, final=True)
-    summary.read = read
-    summary.applied, summary.duplicates, summary.late = market.applied, market.duplicates, market.late
-    summary.rejected = dict(rejected)
-    summary.snapshot_lines = writer.lines
-    summary.last_trade_ms = watermark if watermark != NEVER else None
-    return summary
+    return ReplaySummary(
+        read=read,
+        applied=market.applied,
+        rejected=dict(rejected),
+        duplicates=market.duplicates,
+        late=market.late,
+        snapshot_lines=writer.lines,
+        last_trade_ms=watermark if watermark != NEVER else None,
+    )
+
+
+def _apply_with_snapshots(
+    market: Market,
+    writer: SnapshotWriter,
+    trades: list[Trade],
+    watermark: TsMs,
+    boundary: TsMs,
+    every: int,
+    longest: int,
+) -> tuple[TsMs, TsMs]:
+    """Apply ``trades``, writing each due snapshot just before the first trade past it."""
+    start = 0
+    for i, trade in enumerate(trades):
+        if trade.ts_ms > boundary:
+            watermark = market.add_in_order_read(trades[start:i], watermark)
+            start = i
+            boundary = _emit_due(writer, boundary, trade.ts_ms, every, watermark, longest)
+    return market.add_in_order_read(trades[start:], watermark), boundary
 
 
 def _emit_due(
