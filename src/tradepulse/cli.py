@@ -183,6 +183,78 @@ def _print_summary(summary: ReplaySummary, elapsed_s: float) -> None:
     err.print(table)
 
 
+@app.command("demo")
+def demo_cmd(
+    replay_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--replay",
+            help="Replay this JSON Lines trade file instead of the "
+            "synthetic market, paced in real time.",
+        ),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.001, help="Replay speed-up factor (with --replay).")
+    ] = 1.0,
+    tokens: Annotated[int, typer.Option("--tokens", min=1, help="Synthetic tokens.")] = 200,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.001, help="Synthetic trades per second (mean).")
+    ] = 200.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic market.")] = 0,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows in the table.")] = 15,
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=0.1, help="Stop after this many seconds.")
+    ] = None,
+    windows: WindowsOpt = None,
+) -> None:
+    """A live market through the engine on the wall clock, shown as a terminal table.
+
+    Ctrl-C exits.
+    """
+    from tradepulse.terminal import run_terminal_demo
+
+    specs = _windows(windows, _settings())
+    try:
+        run_terminal_demo(specs=specs, replay=replay_file, speed=speed, seed=seed,
+                          tokens=tokens, rate_per_s=rate, top=top, duration_s=duration)  # fmt: skip
+    except TradepulseError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command("synth")
+def synth_cmd(
+    count: Annotated[int, typer.Argument(min=1, help="How many trades to write.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output file (- for stdout).")] = "-",
+    tokens: Annotated[int, typer.Option("--tokens", min=1, help="Number of tokens.")] = 2_000,
+    wallets: Annotated[int, typer.Option("--wallets", min=1, help="Number of wallets.")] = 50_000,
+    span: Annotated[
+        str, typer.Option("--span", help="Event time the trades cover, e.g. 2hour.")
+    ] = "2hour",
+    start_ms: Annotated[
+        int, typer.Option("--start-ms", help="Epoch ms of the first trade.")
+    ] = 1_735_689_600_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed (same seed, same trades).")] = 0,
+) -> None:
+    """Write synthetic trades in the wire format (JSON Lines): Zipf token popularity, bursts,
+    random-walk prices, recurring wallets."""
+    from tradepulse.adapters.synthetic import SyntheticMarket
+    from tradepulse.adapters.wire import encode_trade
+
+    span_ms = _duration(span, "--span")
+    assert span_ms is not None
+    market = SyntheticMarket(seed=seed, tokens=tokens, wallets=wallets, start_ms=start_ms,
+                             rate_per_s=count / (span_ms / 1000))  # fmt: skip
+    progress = _progress(None)
+    with _output(out) as sink, progress or nullcontext():
+        task = progress.add_task("synth", total=count) if progress else None
+        for i, trade in enumerate(market.generate(count), start=1):
+            sink.write(encode_trade(trade) + b"\n")
+            if progress and task is not None and not i % 65_536:
+                progress.update(task, completed=i)
+    err.print(f"wrote {count:,} trades")
+
+
 @app.command("version")
 def version_cmd() -> None:
     """Print the version."""

@@ -29,7 +29,10 @@ lets every window share one store:
   list: a buy mark is ``1``, a sell mark ``SELL_UNIT`` (so one ``sum`` counts both).
 
 Work is lazy: ``add`` only checks lateness and duplicates and queues the trade; the queue
-is folded into the columns when the token is evaluated (or the queue grows large). A
+is folded into the columns when the token is evaluated. When the queue grows long, the
+trades no future window can hold are dropped from it (the threshold doubles with what
+remains, so this is amortized O(1) and the queue never holds much more than the longest
+window's worth of trades: about what the columns would hold). A
 trade older than the newest stored one rolls the columns back to its position and
 re-appends the tail: O(tail) for that batch, and every window is corrected exactly.
 
@@ -67,6 +70,7 @@ _NO_PREV_SIDE = 1 << 62  # "previous same-side trade" of a trade of the other si
 _PENDING_LIMIT = 4096
 _COMPACT_MIN = 2048
 _VECTOR_MIN = 48  # batches at least this long are appended with NumPy
+_CHUNK = 4096  # trades appended at a time
 _by_time = attrgetter("ts_ms")
 
 _UNITS = {
@@ -253,10 +257,11 @@ class TokenWindows:
     """
 
     __slots__ = (
-        "_amh", "_aml", "_blast", "_bprev", "_bvh", "_bvl", "_end", "_hstk", "_keys",
-        "_keyset", "_late_ms", "_longest_ms", "_lstk", "_nbuy", "_nvh", "_nvl", "_pending", "_px",
-        "_slast", "_smark", "_sprev", "_svh", "_svl", "_trades", "_ts", "_wlast",
-        "_wmark", "_wprev", "newest_ms", "t_ms", "windows",
+        "_amh", "_aml", "_blast", "_bprev", "_bvh", "_bvl", "_end", "_hstk", "_keys", "_keyset",
+        "_late_ms", "_longest_ms", "_lstk", "_nbuy", "_nvh", "_nvl", "_pending",
+        "_pending_keys", "_pending_sorted", "_pending_ts", "_prune_at", "_px", "_slast",
+        "_smark", "_sprev", "_svh", "_svl", "_trades", "_ts", "_wlast", "_wmark", "_wprev",
+        "newest_ms", "t_ms", "windows",
     )  # fmt: skip
 
     def __init__(self, specs: tuple[WindowSpec, ...]) -> None:
@@ -266,6 +271,10 @@ class TokenWindows:
         self.t_ms: TsMs = NEVER  # latest evaluation time; never goes back
         self._late_ms: TsMs = NEVER  # max(newest, t_ms) - longest: at or before is late
         self._pending: list[Trade] = []
+        self._pending_ts: list[int] = []
+        self._pending_keys: list[_Key] = []
+        self._pending_sorted = True  # queue in non-decreasing time order
+        self._prune_at = _PENDING_LIMIT  # queue length that triggers the next prune
         self._keyset: set[_Key] = set()
         self._end = 0
         self._reset_columns()
@@ -303,55 +312,68 @@ class TokenWindows:
         t = trade.ts_ms
         if t <= self._late_ms or t <= floor_ms - self._longest_ms:
             return AddResult.LATE
+        key = trade.tx_hash if not trade.event_index else (trade.tx_hash, trade.event_index)
         keyset = self._keyset
         size = len(keyset)
-        keyset.add(trade.tx_hash if not trade.event_index else (trade.tx_hash, trade.event_index))
+        keyset.add(key)
         if len(keyset) == size:
             return AddResult.DUPLICATE
-        pending = self._pending
-        pending.append(trade)
-        if t > self.newest_ms:
+        self._pending.append(trade)
+        self._pending_ts.append(t)
+        self._pending_keys.append(key)
+        if t >= self.newest_ms:
             self.newest_ms = t
             self._late_ms = t - self._longest_ms
-        if len(pending) >= _PENDING_LIMIT:
-            self._relieve(floor_ms)
+        else:
+            self._pending_sorted = False
+        if len(self._pending) >= self._prune_at:
+            self._prune(max(self._late_ms, floor_ms - self._longest_ms))
+            self._prune_at = max(_PENDING_LIMIT, 2 * len(self._pending))
         return AddResult.APPLIED
-
-    def _relieve(self, floor_ms: TsMs) -> None:
-        """The queue is full: drop what no future window can hold, fold in the rest."""
-        self._prune(max(self._late_ms, floor_ms - self._longest_ms))
-        if len(self._pending) >= _PENDING_LIMIT // 2:
-            self.advance(floor_ms)  # prunes again (a no-op) and folds the queue in
 
     def _prune(self, cut_ms: TsMs) -> None:
         """Forget trades at or before ``cut_ms``: every future ``T`` is at least
         ``cut_ms + longest``, so they can only ever give a start price, and only the newest
         of them (ties: the last to arrive) can. When every stored trade is that old, the
         store restarts from that one trade; otherwise queued ones that old are dropped
-        unless one is newer than every stored trade that old (then it is kept)."""
-        pending = self._pending
-        carrier: Trade | None = None
-        keep: list[Trade] = []
-        for trade in pending:
-            if trade.ts_ms > cut_ms:
-                keep.append(trade)
-            elif carrier is None or trade.ts_ms >= carrier.ts_ms:
-                carrier = trade
-        if carrier is None and (not self._ts or self._ts[-1] > cut_ms):
-            return
+        unless one is newer than every stored trade that old (then it is kept).
+
+        The queue's times and keys are kept beside it, so a queue in time order is cut
+        with one bisect, without reading the (cold) trades themselves."""
+        pending_ts = self._pending_ts
+        if self._pending_sorted:
+            n_old = bisect_right(pending_ts, cut_ms)
+            keep = list(range(n_old, len(pending_ts)))
+            carrier = n_old - 1 if n_old else None
+        else:
+            keep = [i for i, t in enumerate(pending_ts) if t > cut_ms]
+            old = [(t, i) for i, t in enumerate(pending_ts) if t <= cut_ms]
+            n_old = len(old)
+            carrier = max(old)[1] if old else None
         ts = self._ts
+        if not n_old and (not ts or ts[-1] > cut_ms):
+            return
+        pending, keys = self._pending, self._pending_keys
+        stored: Trade | None = None
         if ts and ts[-1] <= cut_ms:
-            stored = self._trades[-1]
-            if carrier is None or stored.ts_ms > carrier.ts_ms:
-                carrier = stored
+            if carrier is None or ts[-1] > pending_ts[carrier]:
+                stored, carrier = self._trades[-1], None
             self._restart()
         elif carrier is not None and ts:
             older = bisect_right(ts, cut_ms)
-            if older and ts[older - 1] > carrier.ts_ms:
+            if older and ts[older - 1] > pending_ts[carrier]:
                 carrier = None  # a stored trade is the newer start-price carrier
         # A resend of any trade at or before the cut is late, so its key can go.
-        self._keyset.difference_update([_key(t) for t in pending if t.ts_ms <= cut_ms])
-        self._pending = ([carrier] if carrier is not None else []) + keep
+        self._keyset.difference_update([keys[i] for i, t in enumerate(pending_ts) if t <= cut_ms]
+                                       if not self._pending_sorted else keys[:n_old])  # fmt: skip
+        order = ([carrier] if carrier is not None else []) + keep
+        self._pending = [pending[i] for i in order]
+        self._pending_ts = [pending_ts[i] for i in order]
+        self._pending_keys = [keys[i] for i in order]
+        if stored is not None:
+            self._pending.insert(0, stored)
+            self._pending_ts.insert(0, stored.ts_ms)
+            self._pending_keys.insert(0, _key(stored))
 
     def _restart(self) -> None:
         """Empty the store (every stored trade is out of every future window)."""
@@ -487,6 +509,9 @@ class TokenWindows:
             token.newest_ms = max(token.newest_ms, trade.ts_ms)
         token._late_ms = token.newest_ms - token._longest_ms
         token._pending = list(trades)
+        token._pending_ts = [t.ts_ms for t in trades]
+        token._pending_keys = [_key(t) for t in trades]
+        token._pending_sorted = False
         token.advance(t_ms)
         return token
 
@@ -496,27 +521,38 @@ class TokenWindows:
     # ------------------------------------------------------------------ internals
 
     def _ingest(self) -> None:
-        pending = self._pending
-        self._pending = []
-        pending.sort(key=_by_time)
+        trades, ts_new, keys = self._pending, self._pending_ts, self._pending_keys
+        in_order = self._pending_sorted
+        self._clear_queue()
+        if not in_order:
+            order = sorted(range(len(ts_new)), key=ts_new.__getitem__)  # stable
+            trades = [trades[i] for i in order]
+            ts_new = [ts_new[i] for i in order]
+            keys = [keys[i] for i in order]
         ts = self._ts
-        if ts and pending[0].ts_ms < ts[-1]:
-            pos = bisect_right(ts, pending[0].ts_ms)
+        if ts and ts_new[0] < ts[-1]:
+            pos = bisect_right(ts, ts_new[0])
             tail = self._trades[pos:]
             self._rollback(pos)
-            pending = sorted(tail + pending, key=_by_time)  # stable: stored trades first
-        self._append(pending)
+            trades = sorted(tail + trades, key=_by_time)  # stable: stored trades first
+            ts_new = [t.ts_ms for t in trades]
+            keys = [_key(t) for t in trades]
+        for lo in range(0, len(trades), _CHUNK):  # chunks stay in the CPU cache
+            self._append(trades[lo : lo + _CHUNK], ts_new[lo : lo + _CHUNK], keys[lo : lo + _CHUNK])
 
-    def _append(self, trades: list[Trade]) -> None:
+    def _clear_queue(self) -> None:
+        self._pending, self._pending_ts, self._pending_keys = [], [], []
+        self._pending_sorted = True
+
+    def _append(self, trades: list[Trade], ts: list[int], keys: list[_Key]) -> None:
         if len(trades) >= _VECTOR_MIN:
-            self._append_vector(trades)
+            self._append_vector(trades, ts, keys)
         else:
             self._append_loop(trades)
 
-    def _append_vector(self, trades: list[Trade]) -> None:
+    def _append_vector(self, trades: list[Trade], ts: list[int], keys: list[_Key]) -> None:
         """The same result as ``_append_loop`` (bit for bit), computed column-wise."""
         i0 = len(self._ts)
-        ts = [t.ts_ms for t in trades]
         prices = [t.price_usd for t in trades]
         columns = self._sum_columns(trades)
         for x, hi, lo in columns:
@@ -526,8 +562,7 @@ class TokenWindows:
         self._ts.extend(ts)
         self._px.extend(prices)
         self._trades.extend(trades)
-        self._keys.extend([t.tx_hash if not t.event_index else (t.tx_hash, t.event_index)
-                           for t in trades])  # fmt: skip
+        self._keys.extend(keys)
         self._mark_wallets(trades, i0)
         arr = np.asarray(prices)
         _extend_stack(self._hstk, self._px, arr, i0, highs=True)
