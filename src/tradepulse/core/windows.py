@@ -46,7 +46,6 @@ import math
 import re
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
 from enum import IntEnum
 from operator import attrgetter
 
@@ -201,14 +200,6 @@ class _Window:
         self.sides = 0  # unique buyers + unique sellers * SELL_UNIT
 
 
-def _dd_diff(hi_e: float, lo_e: float, hi_s: float, lo_s: float) -> float:
-    """(hi_e + lo_e) - (hi_s + lo_s), the first subtraction made error-free (TwoSum)."""
-    d = hi_e - hi_s
-    bb = d - hi_e
-    err = (hi_e - (d - bb)) + (-hi_s - bb)
-    return d + (err + (lo_e - lo_s))
-
-
 def _extend_dd_prefix(hi: array[float], lo: array[float], x: np.ndarray) -> None:
     """Extend a double-double prefix sum by ``x``: the sequential sum (``np.cumsum`` adds
     in order) plus the running sum of each step's exact rounding error (TwoSum)."""
@@ -341,6 +332,10 @@ class TokenWindows:
         The queue's times and keys are kept beside it, so a queue in time order is cut
         with one bisect, without reading the (cold) trades themselves."""
         pending_ts = self._pending_ts
+        ts = self._ts
+        first = pending_ts[0] if self._pending_sorted else min(pending_ts)
+        if first > cut_ms and (not ts or ts[-1] > cut_ms):
+            return  # nothing is that old (the usual case when evaluated often)
         if self._pending_sorted:
             n_old = bisect_right(pending_ts, cut_ms)
             keep = list(range(n_old, len(pending_ts)))
@@ -350,7 +345,6 @@ class TokenWindows:
             old = [(t, i) for i, t in enumerate(pending_ts) if t <= cut_ms]
             n_old = len(old)
             carrier = max(old)[1] if old else None
-        ts = self._ts
         if not n_old and (not ts or ts[-1] > cut_ms):
             return
         pending, keys = self._pending, self._pending_keys
@@ -438,6 +432,13 @@ class TokenWindows:
         return {win.name: self._window_stats(win, t_eval) for win in self.windows}
 
     def _window_stats(self, win: _Window, t_eval: TsMs) -> WindowStats:
+        """Statistics of positions ``[win.start, E)``.
+
+        Each sum is a difference of double-double prefixes. When the result is more than
+        1e12 times smaller than the prefix (the double-double bound could then exceed ~1e-14
+        relative; a cancellation can even give 0), the window's values are summed exactly
+        with ``math.fsum`` instead: only windows of values that small next to a retained
+        history that large take this O(window) path. Sums known to be 0 skip it."""
         ts, px = self._ts, self._px
         end, s = len(ts), win.start
         last_price = px[end - 1]
@@ -447,48 +448,32 @@ class TokenWindows:
                 last_price, 0.0, None, None, None, t_eval,
             )  # fmt: skip
         buys = self._nbuy[end] - self._nbuy[s]
-        bv = self._window_sum(self._bvh, self._bvl, s, end, _buy_volume) if buys else 0.0
-        sv = self._window_sum(self._svh, self._svl, s, end, _sell_volume) if buys < end - s else 0.0
-        nv = self._window_sum(self._nvh, self._nvl, s, end, _native)
-        am = self._window_sum(self._amh, self._aml, s, end, _token_amount)
+        sums = []
+        for hi, lo, value, nonzero in (
+            (self._bvh, self._bvl, _buy_volume, buys),
+            (self._svh, self._svl, _sell_volume, end - s - buys),
+            (self._nvh, self._nvl, _native, True),
+            (self._amh, self._aml, _token_amount, True),
+        ):
+            # (hi[end] + lo[end]) - (hi[s] + lo[s]), the subtraction made error-free (TwoSum)
+            a, b = hi[end], hi[s]
+            d = a - b
+            bb = d - a
+            total = d + (((a - (d - bb)) + (-b - bb)) + (lo[end] - lo[s])) if nonzero else 0.0
+            if nonzero and a > _EXACT_RATIO * total:
+                total = math.fsum(map(value, self._trades[s:end]))
+            sums.append(total)
+        bv, sv, nv, am = sums
         total = bv + sv
         start_price = px[s - 1] if s > 0 else px[s]
         sellers, buyers = divmod(win.sides, SELL_UNIT)
         hstk, lstk = self._hstk, self._lstk
         return WindowStats(
-            buy_count=buys,
-            sell_count=end - s - buys,
-            trade_count=end - s,
-            buy_volume=bv,
-            sell_volume=sv,
-            total_volume=total,
-            native_volume=nv,
-            unique_wallets=win.wallets,
-            unique_buyers=buyers,
-            unique_sellers=sellers,
-            start_price=start_price,
-            end_price=last_price,
-            high_price=px[hstk[bisect_left(hstk, s)]],
-            low_price=px[lstk[bisect_left(lstk, s)]],
-            price_change_pct=(last_price - start_price) / start_price * 100.0,
-            vwap=total / am,
-            first_trade_ms=ts[s],
-            last_trade_ms=ts[end - 1],
-            updated_ms=t_eval,
-        )
-
-    def _window_sum(
-        self, hi: array[float], lo: array[float], s: int, end: int, value: Callable[[Trade], float]
-    ) -> float:
-        """Sum over positions ``[s, end)`` from the double-double prefixes; when the result
-        is more than 1e12 times smaller than the prefix (the double-double bound could then
-        exceed ~1e-14 relative; a cancellation can even give 0), sum the window's values
-        exactly instead. Only windows of values that small next to a retained history that
-        large take this O(window) path; callers skip it for sums known to be 0."""
-        total = _dd_diff(hi[end], lo[end], hi[s], lo[s])
-        if hi[end] > _EXACT_RATIO * total:
-            return math.fsum(map(value, self._trades[s:end]))
-        return total
+            buys, end - s - buys, end - s, bv, sv, total, nv, win.wallets, buyers, sellers,
+            start_price, last_price, px[hstk[bisect_left(hstk, s)]],
+            px[lstk[bisect_left(lstk, s)]], (last_price - start_price) / start_price * 100.0,
+            total / am, ts[s], ts[end - 1], t_eval,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ snapshot
 
