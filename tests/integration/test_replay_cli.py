@@ -1,0 +1,97 @@
+"""``tradepulse replay`` as a user runs it: a subprocess, files, stdin, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BASE_MS = 1_700_000_000_000  # a multiple of 10 s
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "tradepulse", "replay", *args], input=stdin,
+                          capture_output=True, timeout=120, check=False)  # fmt: skip
+
+
+def wire(token: str, ts_ms: int, tx: str, price: float = 1.0, side: str = "buy") -> str:
+    return json.dumps({"token": token, "wallet": "w", "sell_buy": side, "native_amount": 1,
+                       "token_amount": 2.0, "price_usd": price, "trans_time": ts_ms,
+                       "tx_hash": tx})  # fmt: skip
+
+
+def lines_of(out: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_unreadable_file_exits_2_with_message(tmp_path: Path) -> None:
+    result = run(str(tmp_path / "nope.jsonl"))
+    assert result.returncode == 2
+    assert b"cannot read" in result.stderr and b"nope.jsonl" in result.stderr
+
+
+def test_bad_windows_option_exits_2_naming_the_option(tmp_path: Path) -> None:
+    (tmp_path / "t.jsonl").write_text(wire("A", BASE_MS, "h") + "\n")
+    result = run(str(tmp_path / "t.jsonl"), "--windows", "1min,fortnight")
+    assert result.returncode == 2
+    assert b"--windows" in result.stderr
+
+
+def test_rejected_lines_reported_with_line_numbers_and_run_succeeds(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join([wire("A", BASE_MS, "h1"), "{oops", "",
+                               wire("A", BASE_MS, "h2", price=-1), wire("A", BASE_MS, "h1")]))  # fmt: skip
+    result = run(str(path))
+    err = result.stderr.decode()
+    assert result.returncode == 0
+    assert "line 2: rejected ($:malformed_json)" in err
+    assert "line 4: rejected (price_usd:range)" in err
+    assert "line 3" not in err  # blank lines are skipped
+    assert "duplicates" in err and "rejected" in err
+    (final,) = lines_of(result.stdout)
+    assert final["final"] is True and final["windows"]["1min"]["trade_count"] == 1
+
+
+def test_snapshot_schedule_follows_the_rules(tmp_path: Path) -> None:
+    """Trades at +1 s, +12 s, +35 s and (token B) +36 s, period 10 s: boundaries 10 s, 20 s,
+    30 s are written when the +12 s and +35 s trades are read; the final at +36 s."""
+    trades = [("A", 1_000, "a"), ("A", 12_000, "b"), ("A", 35_000, "c"), ("B", 36_000, "d")]
+    text = "\n".join(wire(tok, BASE_MS + dt, tx) for tok, dt, tx in trades)
+    result = run("-", "--snapshot-every", "10s", "--windows", "1min,5min", stdin=text.encode())
+    assert result.returncode == 0, result.stderr
+    got = [(x["token"], x["ts_ms"] - BASE_MS, x["final"]) for x in lines_of(result.stdout)]
+    assert got == [("A", 10_000, False), ("A", 20_000, False), ("A", 30_000, False),
+                   ("A", 36_000, True), ("B", 36_000, True)]  # fmt: skip
+    by_time = {(x["token"], x["ts_ms"] - BASE_MS): x["windows"] for x in lines_of(result.stdout)}
+    assert by_time[("A", 20_000)]["1min"]["trade_count"] == 2  # the +35 s trade not yet applied
+    assert by_time[("A", 30_000)]["1min"]["updated_ms"] == BASE_MS + 30_000
+    assert set(by_time[("B", 36_000)]) == {"1min", "5min"}
+
+
+def test_output_file_option_writes_there(tmp_path: Path) -> None:
+    src, out = tmp_path / "t.jsonl", tmp_path / "out.jsonl"
+    src.write_text(wire("A", BASE_MS, "h") + "\n")
+    assert run(str(src), "--out", str(out)).returncode == 0
+    assert lines_of(out.read_bytes())[0]["token"] == "A"
+
+
+@pytest.mark.parametrize("every", ["0s", "ten"])
+def test_bad_snapshot_period_exits_2(tmp_path: Path, every: str) -> None:
+    (tmp_path / "t.jsonl").write_text(wire("A", BASE_MS, "h") + "\n")
+    result = run(str(tmp_path / "t.jsonl"), "--snapshot-every", every)
+    assert result.returncode == 2 and b"--snapshot-every" in result.stderr
+
+
+def test_trade_exactly_on_a_boundary_belongs_to_that_snapshot() -> None:
+    """Trades at +0 s, +10 s, +15 s with a 10 s period: M = 0 is written when the +10 s trade
+    is read (first trade time <= M), and M = 10 s — which holds the +10 s trade, since a window
+    ends at T inclusive — when the +15 s trade is read."""
+    text = "\n".join(wire("A", BASE_MS + dt, f"t{dt}") for dt in (0, 10_000, 15_000))
+    result = run("-", "--snapshot-every", "10s", stdin=text.encode())
+    got = [(x["ts_ms"] - BASE_MS, x["final"], x["windows"]["1min"]["trade_count"])
+           for x in lines_of(result.stdout)]  # fmt: skip
+    assert got == [(0, False, 1), (10_000, False, 2), (15_000, True, 3)]

@@ -1,0 +1,50 @@
+"""The event clock's watermark rule (ARCHITECTURE §4) and the manual clock."""
+
+from __future__ import annotations
+
+from tradepulse.core.clock import NEVER, EventClock, ManualClock
+
+
+def test_watermark_is_min_over_partitions_of_newest_trade() -> None:
+    clock = EventClock(partitions=(0, 1))
+    clock.observe(0, 5_000)
+    assert clock.now_ms() == NEVER  # partition 1 has seen nothing yet
+    clock.observe(1, 3_000)
+    assert clock.now_ms() == 3_000
+    clock.observe(0, 9_000)  # partition 0 runs ahead: the watermark waits for 1
+    assert clock.now_ms() == 3_000
+    clock.observe(1, 7_000)
+    assert clock.now_ms() == 7_000
+
+
+def test_older_trade_does_not_move_watermark_back() -> None:
+    clock = EventClock()
+    clock.observe(0, 5_000)
+    clock.observe(0, 1_000)
+    assert clock.now_ms() == 5_000
+
+
+def test_single_partition_watermark_is_newest_trade() -> None:
+    clock = EventClock()
+    for ts in (1, 7, 3, 9, 2):
+        clock.observe(0, ts)
+    assert clock.now_ms() == 9
+
+
+def test_reassignment_keeps_what_was_seen_of_kept_partitions() -> None:
+    clock = EventClock(partitions=(0, 1))
+    clock.observe(0, 10)
+    clock.observe(1, 20)
+    clock.assign((1, 2))
+    assert clock.now_ms() == NEVER
+    clock.observe(2, 30)
+    assert (clock.now_ms(), clock.partitions) == (20, {1: 20, 2: 30})
+
+
+def test_manual_clock_moves_only_by_hand() -> None:
+    clock = ManualClock(100)
+    clock.observe(0, 10_000)
+    assert clock.now_ms() == 100
+    clock.advance(50)
+    clock.set(clock.now_ms() + 1)
+    assert clock.now_ms() == 151
