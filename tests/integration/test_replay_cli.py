@@ -43,8 +43,9 @@ def test_bad_windows_option_exits_2_naming_the_option(tmp_path: Path) -> None:
 
 def test_rejected_lines_reported_with_line_numbers_and_run_succeeds(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
-    path.write_text("\n".join([wire("A", BASE_MS, "h1"), "{oops", "",
-                               wire("A", BASE_MS, "h2", price=-1), wire("A", BASE_MS, "h1")]))  # fmt: skip
+    rows = [wire("A", BASE_MS, "h1"), "{oops", "", wire("A", BASE_MS, "h2", price=-1),
+            wire("A", BASE_MS, "h1")]  # fmt: skip
+    path.write_text("\n".join(rows))
     result = run(str(path))
     err = result.stderr.decode()
     assert result.returncode == 0
