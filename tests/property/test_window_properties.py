@@ -7,6 +7,7 @@ volumes spanning many orders of magnitude, and evaluations at random times.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import deque
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 import tradepulse.core.windows as windows_mod
 from tests.support.bruteforce import T, close, window_stats
+from tradepulse.core.market import Market
 from tradepulse.core.trade import Trade
 from tradepulse.core.windows import AddResult, TokenWindows, parse_windows
 
@@ -187,3 +189,39 @@ def test_sums_stay_exact_over_millions_of_add_evict_steps() -> None:
             assert got.native_volume == pytest.approx(want, rel=1e-12, abs=0)
             worst = max(worst, abs(got.total_volume - want) / want)
     assert worst < 1e-14
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    raw=st.lists(
+        st.tuples(st.sampled_from("ABC"), st.integers(0, 80_000), st.integers(0, 40),
+                  st.booleans(), st.integers(0, 4), magnitudes),
+        min_size=1, max_size=120,
+    ),
+    cuts=st.lists(st.integers(0, 120), max_size=6),
+)  # fmt: skip
+def test_batch_path_equals_trade_by_trade(
+    buffers: None, raw: list[tuple[str, int, int, bool, int, float]], cuts: list[int]
+) -> None:
+    """``Market.add_in_order_read`` over chunks of a stream (out of order, duplicates, late
+    trades) gives the same counters and statistics as ``Market.add`` per trade with the
+    watermark."""
+    trades = [Trade(tok, f"w{w}", buy, 1.0, amt, 2.0, amt * 2.0, 1_000_000 + dt, f"h{h}", 0)
+              for tok, dt, h, buy, w, amt in raw]  # fmt: skip
+    one = Market(SPECS)
+    watermark = -(1 << 62)
+    for tr in trades:
+        watermark = max(watermark, tr.ts_ms)
+        one.add(tr, watermark)
+    many = Market(SPECS)
+    mark = -(1 << 62)
+    bounds = sorted({0, len(trades), *(c for c in cuts if c < len(trades))})
+    for lo, hi in itertools.pairwise(bounds):
+        mark = many.add_in_order_read(trades[lo:hi], mark)
+    assert (many.applied, many.duplicates, many.late) == (one.applied, one.duplicates, one.late)
+    assert mark == watermark
+    assert sorted(many.tokens) == sorted(one.tokens)
+    for token in one.tokens:
+        assert many.stats(token, watermark) == one.stats(token, watermark)
