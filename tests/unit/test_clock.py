@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from tradepulse.adapters.clock import WallClock
 from tradepulse.core.clock import NEVER, EventClock, ManualClock
 
 
@@ -48,3 +51,11 @@ def test_manual_clock_moves_only_by_hand() -> None:
     clock.advance(50)
     clock.set(clock.now_ms() + 1)
     assert clock.now_ms() == 151
+
+
+def test_wall_clock_reads_system_time_and_ignores_trades() -> None:
+    clock = WallClock()
+    before = time.time_ns() // 1_000_000
+    clock.observe(0, 1)
+    now = clock.now_ms()
+    assert before <= now <= time.time_ns() // 1_000_000

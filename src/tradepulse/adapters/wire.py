@@ -23,6 +23,7 @@ from tradepulse.core.trade import (
     DEFAULT_MAX_FUTURE_SKEW_MS,
     MAX_TOKEN_LENGTH,
     Trade,
+    check_not_future,
     epoch_to_ms,
     parse_side,
 )
@@ -145,11 +146,7 @@ def to_trade(wire: WireTrade, now_ms: TsMs, max_future_skew_ms: int) -> Trade:
     else:
         ts_ms = time_to_ms(tt)
     if ts_ms > now_ms + max_future_skew_ms:
-        raise InvalidTradeError(
-            "trans_time",
-            "future",
-            f"is {ts_ms - now_ms} ms in the future (allowed skew {max_future_skew_ms} ms)",
-        )
+        check_not_future(ts_ms, now_ms, max_future_skew_ms)
     volume = wire.token_amount * wire.price_usd
     if volume == math.inf:
         raise InvalidTradeError("token_amount", "non_finite", "token_amount * price_usd overflows")

@@ -294,10 +294,6 @@ class TokenWindows:
 
     # ------------------------------------------------------------------ input
 
-    def clock_ms(self, floor_ms: TsMs) -> TsMs:
-        """The token's ``T`` given the clock's floor: ``max(newest trade, floor, last T)``."""
-        return max(self.newest_ms, floor_ms, self.t_ms)
-
     def add(self, trade: Trade, floor_ms: TsMs) -> AddResult:
         """Queue ``trade`` unless it is late (``t <= T - longest``) or a duplicate."""
         t = trade.ts_ms
@@ -376,11 +372,6 @@ class TokenWindows:
         for win in self.windows:
             win.start, win.wallets, win.sides = 0, 0, 0
         self._end = 0
-
-    @property
-    def trade_count(self) -> int:
-        """Trades stored or queued (including the one kept before the longest window)."""
-        return len(self._ts) - self._retained_from() + len(self._pending)
 
     # ------------------------------------------------------------------ evaluation
 
