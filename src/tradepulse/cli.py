@@ -205,6 +205,10 @@ def demo_cmd(
     duration: Annotated[
         float | None, typer.Option("--duration", min=0.1, help="Stop after this many seconds.")
     ] = None,
+    backfill: Annotated[
+        float,
+        typer.Option("--backfill", min=0, help="Seconds of synthetic history to start with."),
+    ] = 600.0,
     windows: WindowsOpt = None,
 ) -> None:
     """A live market through the engine on the wall clock, shown as a terminal table.
@@ -216,7 +220,8 @@ def demo_cmd(
     specs = _windows(windows, _settings())
     try:
         run_terminal_demo(specs=specs, replay=replay_file, speed=speed, seed=seed,
-                          tokens=tokens, rate_per_s=rate, top=top, duration_s=duration)  # fmt: skip
+                          tokens=tokens, rate_per_s=rate, top=top, duration_s=duration,
+                          backfill_s=backfill)  # fmt: skip
     except TradepulseError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc

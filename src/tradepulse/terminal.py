@@ -58,12 +58,16 @@ class _Source(Protocol):
 class _SyntheticSource:
     """``SyntheticMarket.live`` driven by the wall clock."""
 
-    def __init__(self, *, seed: int, tokens: int, rate_per_s: float, now_ms: TsMs) -> None:
+    def __init__(
+        self, *, seed: int, tokens: int, rate_per_s: float, now_ms: TsMs, backfill_ms: int = 0
+    ) -> None:
+        """The first ``poll`` also returns ``backfill_ms`` of history before ``now_ms``, so
+        the longer windows are not empty at start."""
         self.label = f"synthetic · seed {seed} · {tokens} tokens · mean {rate_per_s:g}/s"
         self._market = SyntheticMarket(
-            seed=seed, tokens=tokens, rate_per_s=rate_per_s, start_ms=now_ms
+            seed=seed, tokens=tokens, rate_per_s=rate_per_s, start_ms=now_ms - backfill_ms
         )
-        self._last_ms = now_ms
+        self._last_ms = now_ms - backfill_ms
 
     def poll(self, now_ms: TsMs) -> list[Trade]:
         elapsed_ms = now_ms - self._last_ms
@@ -332,24 +336,30 @@ def run_terminal_demo(
     refresh_s: float = 1.0,
     duration_s: float | None = None,
     console: Console | None = None,
+    backfill_s: float = 600.0,
 ) -> None:
     """Run the live table until Ctrl-C (or ``duration_s`` seconds), then print a summary.
 
     ``replay`` replays a JSONL trade file paced by ``speed`` (2.0 = twice as fast) instead
-    of synthetic trades (``seed``, ``tokens``, ``rate_per_s``). Raises ``ValueError`` for
+    of synthetic trades (``seed``, ``tokens``, ``rate_per_s``; the market starts with
+    ``backfill_s`` seconds of history so that every window has content). Raises ``ValueError`` for
     bad arguments and ``InputError`` when the replay file cannot be opened.
     """
     if not specs:
         raise ValueError("at least one window is needed")
-    if speed <= 0 or refresh_s <= 0 or top < 1:
-        raise ValueError("speed and refresh_s must be > 0 and top >= 1")
+    if speed <= 0 or refresh_s <= 0 or top < 1 or backfill_s < 0:
+        raise ValueError("speed and refresh_s must be > 0, top >= 1 and backfill_s >= 0")
     console = console or Console()
     with ExitStack() as stack:
         start_ms = wall_now_ms()
         source: _Source
         if replay is None:
             source = _SyntheticSource(
-                seed=seed, tokens=tokens, rate_per_s=rate_per_s, now_ms=start_ms
+                seed=seed,
+                tokens=tokens,
+                rate_per_s=rate_per_s,
+                now_ms=start_ms,
+                backfill_ms=round(backfill_s * 1000),
             )
         else:
             stream, _size = stack.enter_context(open_input(str(replay)))

@@ -11,9 +11,11 @@ from rich.console import Console
 
 from tradepulse.adapters.synthetic import SyntheticMarket, write_jsonl
 from tradepulse.core.errors import InputError
+from tradepulse.core.market import Market
 from tradepulse.core.trade import make_trade
 from tradepulse.core.windows import DEFAULT_WINDOWS, WindowStats, parse_windows
 from tradepulse.terminal import (
+    _SyntheticSource,
     compact,
     rank_spec,
     run_terminal_demo,
@@ -125,3 +127,19 @@ def test_demo_long_refresh_first_table_drawn_after_first_tick() -> None:
     console, out = _console()
     run_terminal_demo(specs=SPECS, refresh_s=30.0, duration_s=1.5, console=console)
     assert _plain(out).count("cells: trades") >= 2  # the first table plus the final one
+
+
+def test_synthetic_backfill_fills_the_longer_windows_at_start() -> None:
+    now_ms = 1_750_000_000_000
+    source = _SyntheticSource(seed=1, tokens=20, rate_per_s=50.0, now_ms=now_ms,
+                              backfill_ms=300_000)  # fmt: skip
+    trades = source.poll(now_ms)
+    times = [t.ts_ms for t in trades]
+    assert all(now_ms - 300_000 < t <= now_ms for t in times)
+    assert min(times) < now_ms - 240_000  # history reaches back most of the 5 minutes
+    assert source.poll(now_ms) == []  # nothing new until the clock moves
+    market = Market(parse_windows("1min,5min"))
+    market.add_many(trades, now_ms)
+    busiest = max(market.tokens, key=lambda k: market.stats(k, now_ms)["5min"].trade_count)
+    stats = market.stats(busiest, now_ms)
+    assert stats["5min"].trade_count > stats["1min"].trade_count > 0
