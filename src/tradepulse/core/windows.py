@@ -16,8 +16,10 @@ lets every window share one store:
 * **Sums** (buy/sell/native volume, token amount) are prefix sums kept as double-double
   (``hi + lo``, each step an error-free TwoSum), so a window sum is a difference of two
   prefixes with ~1e-32 relative error in the prefix: no drift, no catastrophic
-  cancellation when a huge trade has just left a window of small ones. Counts are integer
-  prefixes. O(1) per trade, O(1) per window read.
+  cancellation when a huge trade has just left a window of small ones. A window sum more
+  than 1e12 times smaller than the prefix is re-summed exactly (``math.fsum``), and the
+  prefixes restart from zero at each compaction. Counts are integer prefixes. O(1) per
+  trade, O(1) per window read.
 * **High / low**: one monotonic stack of suffix maxima (and one of minima) over the
   positions; the high of ``[start, E)`` is the price at the first stack entry
   ``>= start`` (a bisect). Amortized O(1) per trade, shared by every window.
@@ -53,6 +55,7 @@ import msgspec
 import numpy as np
 
 from tradepulse.core.clock import NEVER
+from tradepulse.core.columns import extend_dd_prefix, extend_stack, shifted
 from tradepulse.core.errors import WindowSpecError
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import (
@@ -198,46 +201,6 @@ class _Window:
         self.start = 0
         self.wallets = 0
         self.sides = 0  # unique buyers + unique sellers * SELL_UNIT
-
-
-def _extend_dd_prefix(hi: array[float], lo: array[float], x: np.ndarray) -> None:
-    """Extend a double-double prefix sum by ``x``: the sequential sum (``np.cumsum`` adds
-    in order) plus the running sum of each step's exact rounding error (TwoSum)."""
-    c = np.cumsum(np.concatenate(([hi[-1]], x)))
-    a, s = c[:-1], c[1:]
-    bb = s - a
-    err = (a - (s - bb)) + (x - bb)
-    hi.frombytes(s.tobytes())
-    lo.frombytes(np.cumsum(np.concatenate(([lo[-1]], err)))[1:].tobytes())
-
-
-def _extend_stack(
-    stack: list[int], px: array[float], new: np.ndarray, i0: int, *, highs: bool
-) -> None:
-    """Push positions ``i0...`` (prices ``new``) on a monotonic stack of suffix extremes:
-    old entries not beaten by the batch's extreme survive, then the batch's own strict
-    suffix extremes follow."""
-    if highs:
-        extreme = float(new.max())
-        while stack and px[stack[-1]] <= extreme:
-            stack.pop()
-        after = np.maximum.accumulate(new[::-1])[::-1]
-        keep = new[:-1] > after[1:]
-    else:
-        extreme = float(new.min())
-        while stack and px[stack[-1]] >= extreme:
-            stack.pop()
-        after = np.minimum.accumulate(new[::-1])[::-1]
-        keep = new[:-1] < after[1:]
-    stack.extend((np.flatnonzero(keep) + i0).tolist())
-    stack.append(i0 + len(new) - 1)
-
-
-def _shifted(positions: array[int], cut: int) -> array[int]:
-    """``positions[cut:]`` with ``cut`` subtracted from each (positions after compaction)."""
-    out = array("q")
-    out.frombytes((np.frombuffer(positions, dtype=np.int64)[cut:] - cut).tobytes())
-    return out
 
 
 class TokenWindows:
@@ -532,7 +495,7 @@ class TokenWindows:
         prices = [t.price_usd for t in trades]
         columns = self._sum_columns(trades)
         for x, hi, lo in columns:
-            _extend_dd_prefix(hi, lo, x)
+            extend_dd_prefix(hi, lo, x)
         is_buy = np.fromiter([t.is_buy for t in trades], dtype=np.bool_, count=len(trades))
         self._nbuy.frombytes((np.cumsum(is_buy, dtype=np.int64) + self._nbuy[-1]).tobytes())
         self._ts.extend(ts)
@@ -541,8 +504,8 @@ class TokenWindows:
         self._keys.extend(keys)
         self._mark_wallets(trades, i0)
         arr = np.asarray(prices)
-        _extend_stack(self._hstk, self._px, arr, i0, highs=True)
-        _extend_stack(self._lstk, self._px, arr, i0, highs=False)
+        extend_stack(self._hstk, self._px, arr, i0, highs=True)
+        extend_stack(self._lstk, self._px, arr, i0, highs=False)
 
     def _sum_columns(
         self, trades: list[Trade]
@@ -567,7 +530,7 @@ class TokenWindows:
             column.append(0.0)
         if self._trades:
             for x, hi, lo in self._sum_columns(self._trades):
-                _extend_dd_prefix(hi, lo, x)
+                extend_dd_prefix(hi, lo, x)
 
     def _mark_wallets(self, trades: list[Trade], i: int) -> None:
         wlast, blast, slast = self._wlast, self._blast, self._slast
@@ -757,9 +720,9 @@ class TokenWindows:
                     self._nbuy):  # fmt: skip
             del lst[:cut]
         self._rebase_sums()
-        self._wprev = _shifted(self._wprev, cut)
-        self._bprev = _shifted(self._bprev, cut)
-        self._sprev = _shifted(self._sprev, cut)
+        self._wprev = shifted(self._wprev, cut)
+        self._bprev = shifted(self._bprev, cut)
+        self._sprev = shifted(self._sprev, cut)
         for name in ("_wlast", "_blast", "_slast"):
             last: dict[str, int] = getattr(self, name)
             setattr(self, name, {w: i - cut for w, i in last.items() if i >= cut})
