@@ -143,18 +143,6 @@ _Key = str | tuple[str, int]
 _EXACT_RATIO = 1e12
 
 
-def _buy_volume(trade: Trade) -> float:
-    return trade.volume_usd if trade.is_buy else 0.0
-
-
-def _sell_volume(trade: Trade) -> float:
-    return 0.0 if trade.is_buy else trade.volume_usd
-
-
-_native = attrgetter("native_amount")
-_token_amount = attrgetter("token_amount")
-
-
 def _key(trade: Trade) -> _Key:
     """Dedup key inside a token: the tx hash alone for event 0 (a str is cheaper to hash
     and is not tracked by the garbage collector), else ``(tx_hash, event_index)``."""
@@ -201,6 +189,14 @@ class _Window:
         self.start = 0
         self.wallets = 0
         self.sides = 0  # unique buyers + unique sellers * SELL_UNIT
+
+
+def _dd_diff(hi: array[float], lo: array[float], s: int, end: int) -> float:
+    """(hi[end] + lo[end]) - (hi[s] + lo[s]), the first subtraction made error-free."""
+    a, b = hi[end], hi[s]
+    d = a - b
+    bb = d - a
+    return d + (((a - (d - bb)) + (-b - bb)) + (lo[end] - lo[s]))
 
 
 class TokenWindows:
@@ -353,23 +349,25 @@ class TokenWindows:
         ts = self._ts
         end = len(ts)
         e0 = self._end
-        if e0 < end:
+        entering = e0 < end
+        if entering:
             wp = sorted(self._wprev[e0:end])
             bp = sorted(self._bprev[e0:end])
             sp = sorted(self._sprev[e0:end])
         wmark, smark = self._wmark, self._smark
         for win in self.windows:
             s_old = win.start
-            s_new = bisect_right(ts, t_eval - win.duration_ms)
-            if e0 < end:
+            # Starts only move forward (a rollback leaves them at or before their place).
+            s_new = bisect_right(ts, t_eval - win.duration_ms, s_old)
+            if entering:
                 win.wallets += bisect_left(wp, s_old)
                 win.sides += bisect_left(bp, s_old) + bisect_left(sp, s_old) * SELL_UNIT
-            if s_new > s_old:
+            if s_new == s_old + 1:
+                win.wallets -= wmark[s_old]
+                win.sides -= smark[s_old]
+            elif s_new > s_old:
                 win.wallets -= sum(wmark[s_old:s_new])
                 win.sides -= sum(smark[s_old:s_new])
-            elif s_new < s_old:
-                win.wallets += sum(wmark[s_new:s_old])
-                win.sides += sum(smark[s_new:s_old])
             win.start = s_new
         self._end = end
         self._maybe_compact()
@@ -402,22 +400,18 @@ class TokenWindows:
                 last_price, 0.0, None, None, None, t_eval,
             )  # fmt: skip
         buys = self._nbuy[end] - self._nbuy[s]
-        sums = []
-        for hi, lo, value, nonzero in (
-            (self._bvh, self._bvl, _buy_volume, buys),
-            (self._svh, self._svl, _sell_volume, end - s - buys),
-            (self._nvh, self._nvl, _native, True),
-            (self._amh, self._aml, _token_amount, True),
+        sells = end - s - buys
+        bv = _dd_diff(self._bvh, self._bvl, s, end) if buys else 0.0
+        sv = _dd_diff(self._svh, self._svl, s, end) if sells else 0.0
+        nv = _dd_diff(self._nvh, self._nvl, s, end)
+        am = _dd_diff(self._amh, self._aml, s, end)
+        if (
+            (buys and self._bvh[end] > _EXACT_RATIO * bv)
+            or (sells and self._svh[end] > _EXACT_RATIO * sv)
+            or self._nvh[end] > _EXACT_RATIO * nv
+            or self._amh[end] > _EXACT_RATIO * am
         ):
-            # (hi[end] + lo[end]) - (hi[s] + lo[s]), the subtraction made error-free (TwoSum)
-            a, b = hi[end], hi[s]
-            d = a - b
-            bb = d - a
-            total = d + (((a - (d - bb)) + (-b - bb)) + (lo[end] - lo[s])) if nonzero else 0.0
-            if nonzero and a > _EXACT_RATIO * total:
-                total = math.fsum(map(value, self._trades[s:end]))
-            sums.append(total)
-        bv, sv, nv, am = sums
+            bv, sv, nv, am = self._exact_sums(s, end, buys, sells)
         total = bv + sv
         start_price = px[s - 1] if s > 0 else px[s]
         sellers, buyers = divmod(win.sides, SELL_UNIT)
@@ -428,6 +422,16 @@ class TokenWindows:
             px[lstk[bisect_left(lstk, s)]], (last_price - start_price) / start_price * 100.0,
             total / am, ts[s], ts[end - 1], t_eval,
         )  # fmt: skip
+
+    def _exact_sums(self, s: int, end: int, buys: int, sells: int) -> tuple[float, ...]:
+        """The four window sums of positions ``[s, end)`` with ``math.fsum`` (rare)."""
+        trades = self._trades[s:end]
+        return (
+            math.fsum(t.volume_usd for t in trades if t.is_buy) if buys else 0.0,
+            math.fsum(t.volume_usd for t in trades if not t.is_buy) if sells else 0.0,
+            math.fsum(t.native_amount for t in trades),
+            math.fsum(t.token_amount for t in trades),
+        )
 
     # ------------------------------------------------------------------ snapshot
 
