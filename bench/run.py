@@ -7,7 +7,8 @@ tokens with Zipf popularity, written once as JSON Lines. Cases, each in a fresh 
 
 * ``engine``: the engine alone, 5 windows, every touched token evaluated every 1,000 trades
 * ``engine-final``: the engine alone, final snapshot only
-* ``replay``: ``tradepulse replay FILE --out /dev/null`` (final snapshot only)
+* ``replay``: ``tradepulse replay FILE --out /dev/null -j 1`` (final snapshot only)
+* ``replay-auto``: the same with the default ``--processes`` (one shard per core)
 * ``naive``: a naive prototype of the replay on the same file (the yardstick)
 
 Every case is repeated K times (default 3) and the best run is reported; the ratios
@@ -47,10 +48,11 @@ def make_file(path: Path, n: int) -> None:
 
 
 def case(name: str, path: Path) -> dict[str, object]:
-    if name == "replay":
+    if name in ("replay", "replay-auto"):
         exe = Path(sys.executable).with_name("tradepulse")
+        jobs = ["-j", "1"] if name == "replay" else []
         started = time.perf_counter()
-        proc = subprocess.Popen([str(exe), "replay", str(path), "--out", os.devnull],
+        proc = subprocess.Popen([str(exe), "replay", str(path), "--out", os.devnull, *jobs],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
@@ -60,7 +62,8 @@ def case(name: str, path: Path) -> dict[str, object]:
         applied, lines = _count(err, "applied"), _count(err, "lines read")
         assert applied == lines, f"replay applied {applied} of {lines} trades"
         return {"trades": lines, "seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024,
-                "note": "wall time of the whole command, start-up included"}  # fmt: skip
+                "note": "wall time of the whole command, start-up included; peak RSS of "
+                        "the largest process"}  # fmt: skip
     out = subprocess.run([sys.executable, str(HERE / "cases.py"), name, str(path)],
                          check=True, capture_output=True, text=True).stdout  # fmt: skip
     return dict(json.loads(out))
@@ -88,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--cases", default="engine,engine-final,replay,naive")
+    parser.add_argument("--cases", default="engine,engine-final,replay,replay-auto,naive")
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,6 +24,7 @@ from tradepulse.core.errors import InvalidTradeError, TradepulseError
 from tradepulse.core.market import Market
 from tradepulse.core.windows import WindowSpec, parse_duration_ms, parse_windows
 from tradepulse.service.replay import ReplaySummary, replay
+from tradepulse.service.sharded import replay_sharded
 
 app = typer.Typer(
     name="tradepulse",
@@ -110,11 +111,22 @@ def replay_cmd(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Do not report each rejected line.")
     ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            "-j",
+            min=0,
+            help="Shard the tokens over this many processes (each reads the whole file); "
+            "0 = one per CPU core for files of 16 MiB or more, else 1. Same output.",
+        ),
+    ] = 0,
 ) -> None:
     """Replay a trade file on the event clock and write window statistics as JSON lines."""
     settings = _settings()
     specs = _windows(windows, settings)
     every_ms = _duration(snapshot_every, "--snapshot-every")
+    shards = _shards(processes, file)
     tune_gc_for_throughput()
     started = time.perf_counter()
     market = Market(specs)  # lives until the process exits (see _fast_exit)
@@ -128,18 +140,33 @@ def replay_cmd(
             progress = _progress(size)
             with progress or nullcontext():
                 task = progress.add_task("replay", total=size) if progress else None
-                summary = replay(
-                    stream,
-                    market,
-                    sink,
-                    now_ms=wall_now_ms(),
-                    snapshot_every_ms=every_ms,
-                    max_future_skew_ms=settings.max_future_skew_ms,
-                    on_reject=on_reject,
-                    on_progress=(lambda _n: progress.update(task, completed=stream.tell()))
-                    if progress and task is not None
-                    else None,
-                )
+                if shards > 1:
+                    summary = replay_sharded(
+                        file,
+                        specs,
+                        sink,
+                        processes=shards,
+                        now_ms=wall_now_ms(),
+                        snapshot_every_ms=every_ms,
+                        max_future_skew_ms=settings.max_future_skew_ms,
+                        on_reject=on_reject,
+                        on_progress=(lambda pos: progress.update(task, completed=pos))
+                        if progress and task is not None
+                        else None,
+                    )
+                else:
+                    summary = replay(
+                        stream,
+                        market,
+                        sink,
+                        now_ms=wall_now_ms(),
+                        snapshot_every_ms=every_ms,
+                        max_future_skew_ms=settings.max_future_skew_ms,
+                        on_reject=on_reject,
+                        on_progress=(lambda _n: progress.update(task, completed=stream.tell()))
+                        if progress and task is not None
+                        else None,
+                    )
     except TradepulseError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
@@ -153,6 +180,26 @@ def _fast_exit() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+_AUTO_SHARD_BYTES = 16 << 20
+
+
+def _shards(processes: int, file: str) -> int:
+    """How many processes a replay uses (see ``--processes``)."""
+    if file == "-":
+        if processes > 1:
+            raise typer.BadParameter(
+                "standard input can be read only once: use a file", param_hint="--processes"
+            )
+        return 1
+    if processes:
+        return processes
+    try:
+        big = Path(file).stat().st_size >= _AUTO_SHARD_BYTES
+    except OSError:
+        return 1  # reported when the file is opened
+    return max(1, os.cpu_count() or 1) if big else 1
 
 
 def _progress(size: int | None) -> Progress | None:

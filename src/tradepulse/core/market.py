@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 
 from tradepulse.core.clock import NEVER
@@ -10,22 +11,44 @@ from tradepulse.core.types import TokenId, TsMs
 from tradepulse.core.windows import AddResult, TokenWindows, WindowSpec, WindowStats
 
 
+def shard_of(token: TokenId, shards: int) -> int:
+    """The shard (0..shards-1) that owns ``token``: stable across processes and runs."""
+    return zlib.crc32(token.encode()) % shards
+
+
 class Market:
-    """Per-token windows plus counters of applied, duplicate and late trades."""
+    """Per-token windows plus counters of applied, duplicate and late trades.
 
-    __slots__ = ("applied", "duplicates", "late", "specs", "tokens")
+    With ``shard=(k, n)`` the market keeps only the tokens of shard ``k`` of ``n``
+    (``shard_of``); trades of other tokens are ignored (not counted)."""
 
-    def __init__(self, specs: tuple[WindowSpec, ...]) -> None:
+    __slots__ = ("_foreign", "_shard", "applied", "duplicates", "late", "specs", "tokens")
+
+    def __init__(self, specs: tuple[WindowSpec, ...], shard: tuple[int, int] = (0, 1)) -> None:
         self.specs = specs
         self.tokens: dict[TokenId, TokenWindows] = {}
         self.applied = 0
         self.duplicates = 0
         self.late = 0
+        self._shard = shard
+        self._foreign: set[TokenId] = set()  # tokens seen that other shards own
+
+    def _owns(self, token: TokenId) -> bool:
+        """Whether a token not yet known belongs here (remembers the answer)."""
+        if token in self._foreign:
+            return False
+        k, n = self._shard
+        if n == 1 or shard_of(token, n) == k:
+            return True
+        self._foreign.add(token)
+        return False
 
     def add(self, trade: Trade, floor_ms: TsMs) -> AddResult:
         """Apply one trade; ``floor_ms`` is the clock's time (watermark or wall clock)."""
         token = self.tokens.get(trade.token)
         if token is None:
+            if not self._owns(trade.token):
+                return AddResult.FOREIGN
             token = self.tokens[trade.token] = TokenWindows(self.specs)
         result = token.add(trade, floor_ms)
         if result is AddResult.APPLIED:
@@ -55,6 +78,8 @@ class Market:
             watermark_ms = max(watermark_ms, t)
             token = get(trade.token)
             if token is None:
+                if not self._owns(trade.token):
+                    continue
                 token = tokens[trade.token] = TokenWindows(specs)
             result = token.add(trade, watermark_ms)
             counts[result] += 1

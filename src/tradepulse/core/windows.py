@@ -103,6 +103,7 @@ class AddResult(IntEnum):
     APPLIED = 0
     DUPLICATE = 1
     LATE = 2
+    FOREIGN = 3  # (Market only) another shard's token: ignored, not counted
 
 
 class WindowSpec(msgspec.Struct, frozen=True):
