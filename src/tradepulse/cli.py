@@ -13,7 +13,13 @@ from typing import Annotated, BinaryIO
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from tradepulse import __version__
@@ -202,13 +208,14 @@ def _shards(processes: int, file: str) -> int:
     return max(1, os.cpu_count() or 1) if big else 1
 
 
-def _progress(size: int | None) -> Progress | None:
+def _progress(size: int | None, *, in_bytes: bool = True) -> Progress | None:
+    """A progress bar on stderr when it is a terminal (``size`` in bytes, or a count)."""
     if not err.is_terminal:
         return None
     return Progress(
         "[progress.description]{task.description}",
         BarColumn(),
-        DownloadColumn() if size else "",
+        (DownloadColumn() if in_bytes else MofNCompleteColumn()) if size else "",
         TimeElapsedColumn(),
         console=err,
         transient=True,
@@ -297,7 +304,7 @@ def synth_cmd(
     assert span_ms is not None
     market = SyntheticMarket(seed=seed, tokens=tokens, wallets=wallets, start_ms=start_ms,
                              rate_per_s=count / (span_ms / 1000))  # fmt: skip
-    progress = _progress(None)
+    progress = _progress(count, in_bytes=False)
     with _output(out) as sink, progress or nullcontext():
         task = progress.add_task("synth", total=count) if progress else None
         for i, trade in enumerate(market.generate(count), start=1):
@@ -305,6 +312,75 @@ def synth_cmd(
             if progress and task is not None and not i % 65_536:
                 progress.update(task, completed=i)
     err.print(f"wrote {count:,} trades")
+
+
+@app.command("produce")
+def produce_cmd(
+    file: Annotated[
+        str | None,
+        typer.Argument(help="JSON Lines file of wire-format trades (- for stdin), sent as is."),
+    ] = None,
+    synthetic: Annotated[
+        int | None, typer.Option("--synthetic", min=1, help="Send N synthetic trades instead.")
+    ] = None,
+    topic: Annotated[
+        str | None, typer.Option("--topic", help="Topic (default: TRADEPULSE_KAFKA_TOPIC).")
+    ] = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option("--bootstrap", help="Brokers (default: TRADEPULSE_KAFKA_BOOTSTRAP)."),
+    ] = None,
+    partitions: Annotated[
+        int, typer.Option("--partitions", min=1, help="Partitions if the topic is created.")
+    ] = 4,
+    rate: Annotated[
+        float | None, typer.Option("--rate", min=0.001, help="At most this many per second.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic market.")] = 0,
+) -> None:
+    """Publish trades to the trade topic, keyed by token; creates the topic if missing."""
+    from tradepulse.adapters.kafka import TradeProducer, ensure_topic
+    from tradepulse.service.produce import keyed_lines, publish
+
+    if (file is None) == (synthetic is None):
+        raise typer.BadParameter("give a FILE or --synthetic N (one of them)")
+    settings = _settings()
+    topic = topic or settings.kafka_topic
+    servers = bootstrap or settings.kafka_bootstrap
+    try:
+        if ensure_topic(servers, topic, partitions):
+            err.print(f"created topic {topic} with {partitions} partitions")
+        producer = TradeProducer(servers, topic)
+        with open_input(file) if file else nullcontext((None, None)) as (stream, size):
+            messages = keyed_lines(stream) if stream else _synthetic_messages(synthetic, seed)
+            total = size if stream else synthetic
+            progress = _progress(total, in_bytes=stream is not None)
+            with progress or nullcontext():
+                task = progress.add_task("produce", total=total) if progress else None
+
+                def advance(n: int) -> None:
+                    if progress and task is not None:
+                        progress.update(task, completed=stream.tell() if stream else n)
+
+                sent = publish(producer, messages, rate_per_s=rate, on_progress=advance)
+        undelivered = producer.flush()
+    except TradepulseError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    err.print(f"sent {sent:,} messages to {topic}: {producer.delivered:,} delivered, "
+              f"{producer.failed + undelivered:,} failed")  # fmt: skip
+    if producer.failed or undelivered:
+        raise typer.Exit(1)
+
+
+def _synthetic_messages(count: int | None, seed: int) -> Iterator[tuple[str | None, bytes]]:
+    from tradepulse.adapters.synthetic import SyntheticMarket
+    from tradepulse.adapters.wire import encode_trade
+
+    market = SyntheticMarket(seed=seed, tokens=2_000, wallets=50_000, start_ms=wall_now_ms(),
+                             rate_per_s=10_000.0)  # fmt: skip
+    for trade in market.generate(count or 0):
+        yield trade.token, encode_trade(trade)
 
 
 @app.command("version")

@@ -32,9 +32,21 @@ def test_environment_overrides_dotenv(tmp_path: Path) -> None:
         ("TRADEPULSE_WINDOWS", "60s,1min"),
         ("TRADEPULSE_MAX_FUTURE_SKEW", "soon"),
         ("LOG_LEVEL", "LOUD"),
+        ("TRADEPULSE_KAFKA_BOOTSTRAP", "localhost"),
+        ("TRADEPULSE_KAFKA_BOOTSTRAP", ""),
+        ("TRADEPULSE_KAFKA_TOPIC", "bad topic!"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({name: value}, dotenv=tmp_path / "none")
     assert name in str(info.value)
+
+
+def test_kafka_settings_read_and_normalized(tmp_path: Path) -> None:
+    env = {
+        "TRADEPULSE_KAFKA_BOOTSTRAP": " 127.0.0.1:9092 , [::1]:9093",
+        "TRADEPULSE_KAFKA_TOPIC": "t.x",
+    }
+    s = load_settings(env, dotenv=tmp_path / "none")
+    assert (s.kafka_bootstrap, s.kafka_topic) == ("127.0.0.1:9092,[::1]:9093", "t.x")

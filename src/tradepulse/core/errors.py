@@ -8,7 +8,8 @@ translated where they enter (``raise ... from e``)::
     ├── ConfigError            a setting is missing or has a bad value (names the variable)
     ├── InvalidTradeError      a trade broke a rule of the wire format (names field and rule)
     ├── WindowSpecError        a window list or duration cannot be parsed
-    └── InputError             an input file or stream cannot be read
+    ├── InputError             an input file or stream cannot be read
+    └── BrokerError            the message broker cannot be reached or refused an operation
 """
 
 
@@ -45,3 +46,7 @@ class WindowSpecError(TradepulseError):
 
 class InputError(TradepulseError):
     """An input file or stream cannot be opened or read."""
+
+
+class BrokerError(TradepulseError):
+    """The message broker (Kafka) cannot be reached or refused an operation."""
