@@ -22,7 +22,7 @@ import tradepulse.core.windows as windows_mod
 from tests.support.bruteforce import T, close, window_stats
 from tradepulse.core.market import Market
 from tradepulse.core.trade import Trade
-from tradepulse.core.windows import AddResult, TokenWindows, parse_windows
+from tradepulse.core.windows import AddResult, SyncView, TokenWindows, parse_windows
 
 SPECS = parse_windows("1s,5s,30s")
 LONGEST = SPECS[-1].duration_ms
@@ -225,3 +225,57 @@ def test_batch_path_equals_trade_by_trade(
     assert sorted(many.tokens) == sorted(one.tokens)
     for token in one.tokens:
         assert many.stats(token, watermark) == one.stats(token, watermark)
+
+
+class Mirror:
+    """A plain list applying ``SyncView``s the way the Redis store's script does."""
+
+    def __init__(self) -> None:
+        self.items: list[Trade] = []
+        self.base = 0
+
+    def apply(self, view: SyncView) -> bool:
+        """False on a gap (the mirror lacks trades before ``replace_from``)."""
+        keep = view.replace_from - self.base
+        if not self.items or keep < 0 or keep > len(self.items):
+            if view.replace_from != view.head and self.items:
+                return False
+            self.items, self.base, keep = [], view.replace_from, 0
+        del self.items[keep:]
+        self.items.extend(view.trades)
+        if view.head > self.base:
+            del self.items[: view.head - self.base]
+            self.base = view.head
+        return True
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=st.lists(step_st, min_size=1, max_size=150), lose_at=st.integers(0, 40))
+def test_mirror_fed_sync_views_equals_retained_trades(
+    buffers: None, steps: list[Step], lose_at: int
+) -> None:
+    """After every evaluation, a mirror that applied each ``sync_view`` holds exactly the
+    retained trades, through rollbacks, pruning, restarts and compactions; a mirror that
+    lost its data recovers with a full view."""
+    tw = TokenWindows(SPECS)
+    mirror = Mirror()
+    clock = 1_000_000
+    evaluations = 0
+    for n, s in enumerate(steps):
+        clock += s.dt_ms
+        if s.kind == "trade":
+            tr = Trade("X", f"w{s.wallet}", s.buy, s.native, s.amount, s.price,
+                       s.amount * s.price, clock - s.back_ms, f"h{n}", 0)  # fmt: skip
+            tw.add(tr, clock)
+            continue
+        tw.stats(clock)
+        evaluations += 1
+        if evaluations == lose_at:
+            mirror = Mirror()  # the mirror lost everything
+        if not mirror.apply(tw.sync_view()):
+            assert mirror.apply(tw.sync_view(full=True))
+        tw.mark_synced()
+        assert mirror.items == tw.retained_trades()
+        assert mirror.base == tw.sync_view().head

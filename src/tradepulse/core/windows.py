@@ -200,6 +200,16 @@ def _dd_diff(hi: array[float], lo: array[float], s: int, end: int) -> float:
     return d + (((a - (d - bb)) + (-b - bb)) + (lo[end] - lo[s]))
 
 
+class SyncView(msgspec.Struct, frozen=True):
+    """Changes for a mirror of a token's retained trades (see ``TokenWindows.sync_view``).
+    Sequence numbers count every trade the token ever stored, in time order."""
+
+    replace_from: int
+    head: int
+    trades: list[Trade]
+    starts: dict[str, int]  # per window: sequence number of its first trade
+
+
 class TokenWindows:
     """Every configured window of one token; see the module docstring for the algorithm.
 
@@ -210,9 +220,9 @@ class TokenWindows:
     __slots__ = (
         "_amh", "_aml", "_blast", "_bprev", "_bvh", "_bvl", "_end", "_hstk", "_keys", "_keyset",
         "_late_ms", "_longest_ms", "_lstk", "_nbuy", "_nvh", "_nvl", "_pending",
-        "_pending_keys", "_pending_sorted", "_pending_ts", "_prune_at", "_px", "_slast",
-        "_smark", "_sprev", "_svh", "_svl", "_trades", "_ts", "_wlast", "_wmark", "_wprev",
-        "newest_ms", "t_ms", "windows",
+        "_pending_keys", "_pending_sorted", "_pending_ts", "_prune_at", "_px", "_seq0",
+        "_slast", "_smark", "_sprev", "_svh", "_svl", "_synced", "_trades", "_ts", "_wlast",
+        "_wmark", "_wprev", "newest_ms", "t_ms", "windows",
     )  # fmt: skip
 
     def __init__(self, specs: tuple[WindowSpec, ...]) -> None:
@@ -228,6 +238,8 @@ class TokenWindows:
         self._prune_at = _PENDING_LIMIT  # queue length that triggers the next prune
         self._keyset: set[_Key] = set()
         self._end = 0
+        self._seq0 = 0  # sequence number of stored position 0 (positions shift, these do not)
+        self._synced = 0  # sequence number of the first stored trade a mirror does not have
         self._reset_columns()
 
     def _reset_columns(self) -> None:
@@ -328,6 +340,8 @@ class TokenWindows:
     def _restart(self) -> None:
         """Empty the store (every stored trade is out of every future window)."""
         self._keyset.difference_update(self._keys)
+        self._seq0 += len(self._ts)
+        self._synced = self._seq0
         self._reset_columns()
         for win in self.windows:
             win.start, win.wallets, win.sides = 0, 0, 0
@@ -441,12 +455,40 @@ class TokenWindows:
         self.advance(self.t_ms)
         return self._trades[self._retained_from() :]
 
+    def sync_view(self, *, full: bool = False) -> SyncView:
+        """What a mirror of the retained trades (the Redis list) must change to match the
+        store, as of the last evaluation: keep its trades before sequence number
+        ``replace_from``, append ``trades``, drop everything before ``head``.
+
+        ``full`` sends every retained trade (``replace_from == head``), for a mirror that
+        lost its data. Call ``mark_synced`` once the mirror has applied the view."""
+        seq0 = self._seq0
+        head = seq0 + self._retained_from()
+        start = head if full else max(self._synced, head)
+        return SyncView(
+            replace_from=start,
+            head=head,
+            trades=self._trades[start - seq0 :],
+            starts={win.name: seq0 + win.start for win in self.windows},
+        )
+
+    def mark_synced(self) -> None:
+        """The mirror now holds every stored trade."""
+        self._synced = self._seq0 + len(self._ts)
+
     @classmethod
     def rebuild(
-        cls, specs: tuple[WindowSpec, ...], trades: list[Trade], t_ms: TsMs
+        cls,
+        specs: tuple[WindowSpec, ...],
+        trades: list[Trade],
+        t_ms: TsMs,
+        *,
+        first_seq: int = 0,
     ) -> TokenWindows:
         """A token with exactly the state it had when ``trades`` (from
-        ``retained_trades``) were taken at evaluation time ``t_ms``."""
+        ``retained_trades``) were taken at evaluation time ``t_ms``. ``first_seq`` is the
+        sequence number of ``trades[0]`` in the mirror they come from; the mirror is then
+        taken as in sync."""
         token = cls(specs)
         for trade in trades:
             token._keyset.add(_key(trade))
@@ -457,6 +499,8 @@ class TokenWindows:
         token._pending_keys = [_key(t) for t in trades]
         token._pending_sorted = False
         token.advance(t_ms)
+        token._seq0 = first_seq + len(trades) - len(token._ts)  # a pruned prefix is gone
+        token.mark_synced()
         return token
 
     def _retained_from(self) -> int:
@@ -669,6 +713,7 @@ class TokenWindows:
             sellers = len(s_restored) - bisect_left(s_restored, s) - s_gone
             win.sides += buyers + sellers * SELL_UNIT
         self._end = pos
+        self._synced = min(self._synced, self._seq0 + pos)
 
     @staticmethod
     def _unmark(
@@ -736,3 +781,4 @@ class TokenWindows:
         for win in self.windows:
             win.start -= cut
         self._end -= cut
+        self._seq0 += cut
