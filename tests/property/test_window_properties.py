@@ -235,13 +235,12 @@ class Mirror:
         self.base = 0
 
     def apply(self, view: SyncView) -> bool:
-        """False on a gap (the mirror lacks trades before ``replace_from``)."""
-        keep = view.replace_from - self.base
-        if not self.items or keep < 0 or keep > len(self.items):
-            if view.replace_from != view.head and self.items:
-                return False
-            self.items, self.base, keep = [], view.replace_from, 0
-        del self.items[keep:]
+        """False on a gap: the mirror must already hold ``[head, replace_from)``."""
+        if view.replace_from == view.head:
+            self.items, self.base = [], view.head
+        elif not (self.base <= view.head and view.replace_from <= self.base + len(self.items)):
+            return False
+        del self.items[view.replace_from - self.base :]
         self.items.extend(view.trades)
         if view.head > self.base:
             del self.items[: view.head - self.base]
