@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 
 def _free_port() -> int:
@@ -66,6 +67,26 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """The real Redis (``TRADEPULSE_REDIS_URL``, default the local one)."""
+    client = redis.Redis.from_url(
+        os.environ.get("TRADEPULSE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    client.ping()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A key prefix no other test uses; its keys are deleted afterwards (only those)."""
+    prefix = f"tradepulse-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    for key in redis_client.scan_iter(match=prefix + "*", count=1000):
+        redis_client.delete(key)
 
 
 @pytest.fixture

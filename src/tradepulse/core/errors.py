@@ -9,7 +9,8 @@ translated where they enter (``raise ... from e``)::
     ├── InvalidTradeError      a trade broke a rule of the wire format (names field and rule)
     ├── WindowSpecError        a window list or duration cannot be parsed
     ├── InputError             an input file or stream cannot be read
-    └── BrokerError            the message broker cannot be reached or refused an operation
+    ├── BrokerError            the message broker cannot be reached or refused an operation
+    └── StoreUnavailableError  the live-state store (Redis) cannot be reached or failed
 """
 
 
@@ -50,3 +51,7 @@ class InputError(TradepulseError):
 
 class BrokerError(TradepulseError):
     """The message broker (Kafka) cannot be reached or refused an operation."""
+
+
+class StoreUnavailableError(TradepulseError):
+    """The live-state store (Redis) cannot be reached or a command failed."""

@@ -1,0 +1,200 @@
+"""The Redis mirror of live state (ARCHITECTURE §5): one Lua script per token write, one
+pipeline per batch.
+
+Keys of token ``addr`` (``{addr}`` is a Redis Cluster hash tag: all keys of one token share
+a slot, so the per-token script also runs on a cluster)::
+
+    {prefix}token:{addr}:trades       List    retained trades, compact JSON, oldest first
+    {prefix}token:{addr}:indices      Hash    ``base``: sequence number of the list head;
+                                              per window: sequence number of its first trade
+    {prefix}token:{addr}:aggregates   Hash    per window: JSON of its statistics
+    {prefix}token:{addr}:last_update  String  RFC 3339 time of the write
+    {prefix}tokens:active             ZSet    addr -> newest trade time (ms)
+
+A token's four keys change together in one script (a reader never sees aggregates of one
+batch with ``last_update`` or indices of another) and all get the TTL of the longest
+window. ``tokens:active`` lives in another slot, so it is updated beside the script, in
+the same pipeline.
+
+The trades list follows ``TokenWindows.sync_view``: keep the list before ``replace_from``,
+append the new trades, drop what is before ``head``. If the list does not hold
+``[head, replace_from)`` (Redis lost data), the script changes nothing and the token is
+reported back so that the caller sends a full view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import msgspec
+import redis
+from redis.commands.core import Script
+
+from tradepulse.core.errors import StoreUnavailableError
+from tradepulse.core.trade import Trade
+from tradepulse.core.types import TokenId, TsMs
+from tradepulse.core.windows import SyncView, TokenWindows, WindowSpec, WindowStats
+
+_WRITE_TOKEN = """
+local replace_from = tonumber(ARGV[1])
+local head = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+local base = tonumber(redis.call('HGET', KEYS[2], 'base') or -1)
+local len = redis.call('LLEN', KEYS[1])
+if base < 0 then len = 0 end
+if replace_from == head then
+  redis.call('DEL', KEYS[1])
+  base = head
+  len = 0
+elseif not (base >= 0 and base <= head and replace_from <= base + len) then
+  return 0
+end
+local keep = replace_from - base
+if keep < len then
+  if keep == 0 then redis.call('DEL', KEYS[1]) else redis.call('LTRIM', KEYS[1], 0, keep - 1) end
+end
+local n = tonumber(ARGV[5])
+local first = 6 + 3 * n
+for i = first, #ARGV, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+if head > base then
+  redis.call('LTRIM', KEYS[1], head - base, -1)
+  base = head
+end
+local idx = {'base', base}
+local agg = {}
+for i = 0, n - 1 do
+  local name = ARGV[6 + 3 * i]
+  idx[#idx + 1] = name
+  idx[#idx + 1] = ARGV[7 + 3 * i]
+  agg[#agg + 1] = name
+  agg[#agg + 1] = ARGV[8 + 3 * i]
+end
+redis.call('HSET', KEYS[2], unpack(idx))
+if n > 0 then redis.call('HSET', KEYS[3], unpack(agg)) end
+redis.call('SET', KEYS[4], ARGV[4])
+for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+return 1
+"""
+
+
+class StoredTrade(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A trade in the Redis list: a JSON array, the token implied by the key."""
+
+    ts_ms: TsMs
+    wallet: str
+    is_buy: bool
+    native_amount: float
+    token_amount: float
+    price_usd: float
+    tx_hash: str
+    event_index: int
+
+
+class TokenUpdate(msgspec.Struct, frozen=True):
+    """One token's write: its trades-list changes and every window's statistics."""
+
+    token: TokenId
+    view: SyncView
+    stats: dict[str, WindowStats]
+    newest_ms: TsMs
+    written_ms: TsMs
+
+
+_encoder = msgspec.json.Encoder()
+_trade_decoder = msgspec.json.Decoder(StoredTrade)
+_stats_decoder = msgspec.json.Decoder(WindowStats)
+
+
+def _rfc3339(ts_ms: TsMs) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+class RedisStore:
+    """Writes and reads the per-token keys under ``prefix``; every key expires after
+    ``ttl_s`` without a write (the longest window)."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "", ttl_s: int = 3600) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._ttl_s = ttl_s
+        self._script: Script = client.register_script(_WRITE_TOKEN)
+
+    def keys(self, token: TokenId) -> tuple[str, str, str, str]:
+        """The trades, indices, aggregates and last_update keys of ``token``."""
+        stem = f"{self._prefix}token:{{{token}}}:"
+        return stem + "trades", stem + "indices", stem + "aggregates", stem + "last_update"
+
+    @property
+    def active_key(self) -> str:
+        return f"{self._prefix}tokens:active"
+
+    def write(self, updates: Sequence[TokenUpdate]) -> list[TokenId]:
+        """Write every update in one pipeline; returns the tokens whose list had a gap
+        (nothing of theirs was written: send them again with a full view)."""
+        pipe = self._client.pipeline(transaction=False)
+        for update in updates:
+            self._script(keys=self.keys(update.token), args=self._args(update), client=pipe)
+            pipe.zadd(self.active_key, {update.token: update.newest_ms})
+        try:
+            results = pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"Redis write failed: {exc}") from exc
+        return [u.token for u, ok in zip(updates, results[::2], strict=True) if not ok]
+
+    def _args(self, update: TokenUpdate) -> list[bytes | str | int]:
+        view = update.view
+        args: list[bytes | str | int] = [
+            view.replace_from, view.head, self._ttl_s, _rfc3339(update.written_ms),
+            len(update.stats),
+        ]  # fmt: skip
+        for name, stats in update.stats.items():
+            args += [name, view.starts[name], _encoder.encode(stats)]
+        args += [
+            _encoder.encode(StoredTrade(t.ts_ms, t.wallet, t.is_buy, t.native_amount,
+                                        t.token_amount, t.price_usd, t.tx_hash, t.event_index))
+            for t in view.trades
+        ]  # fmt: skip
+        return args
+
+    def read_trades(self, token: TokenId) -> tuple[int, list[Trade]]:
+        """``(base, trades)``: the list and the sequence number of its head."""
+        trades_key, indices_key, _, _ = self.keys(token)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hget(indices_key, "base")
+        pipe.lrange(trades_key, 0, -1)
+        base_raw, raw_list = self._run(pipe)
+        raw: list[bytes] = raw_list  # type: ignore[assignment]
+        base = int(base_raw) if isinstance(base_raw, bytes | str | int) else 0
+        trades = []
+        for item in raw:
+            s = _trade_decoder.decode(item)
+            trades.append(Trade(token, s.wallet, s.is_buy, s.native_amount, s.token_amount,
+                                s.price_usd, s.token_amount * s.price_usd, s.ts_ms, s.tx_hash,
+                                s.event_index))  # fmt: skip
+        return base, trades
+
+    def read_stats(self, token: TokenId) -> dict[str, WindowStats]:
+        """Every window's statistics as last written (empty when unknown)."""
+        try:
+            raw: dict[bytes, bytes] = self._client.hgetall(self.keys(token)[2])  # type: ignore[assignment]
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"Redis read failed: {exc}") from exc
+        return {k.decode(): _stats_decoder.decode(v) for k, v in raw.items()}
+
+    def load(self, token: TokenId, specs: tuple[WindowSpec, ...]) -> TokenWindows | None:
+        """The token rebuilt from its mirror (in sync with it), or ``None`` if absent."""
+        base, trades = self.read_trades(token)
+        stats = self.read_stats(token)
+        if not trades or not stats:
+            return None
+        t_ms = max(s.updated_ms for s in stats.values())
+        return TokenWindows.rebuild(specs, trades, t_ms, first_seq=base)
+
+    def _run(self, pipe: redis.client.Pipeline) -> list[object]:
+        try:
+            return list(pipe.execute())
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"Redis read failed: {exc}") from exc
