@@ -1,0 +1,83 @@
+"""The consumer-group reader and the dead-letter producer against a real broker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from tradepulse.adapters.kafka import (
+    ConsumedMessage,
+    DeadLetterProducer,
+    TradeConsumer,
+    ensure_topic,
+)
+
+
+def produce_values(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i, value in enumerate(values):
+        producer.produce(topic, key=f"k{i % 9}", value=value)
+    assert producer.flush(30) == 0
+
+
+def read_until(consumer: TradeConsumer, count: int, timeout_s: float) -> list[ConsumedMessage]:
+    """Batches until ``count`` messages arrived (counting, not watermarks)."""
+    out: list[ConsumedMessage] = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < count and time.monotonic() < deadline:
+        out += consumer.poll_batch(500, 0.5)
+    return out
+
+
+def test_group_reads_everything_then_resumes_after_its_commit(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    ensure_topic(kafka_bootstrap, topic, 4)
+    produce_values(kafka_bootstrap, topic, [f"a{i}".encode() for i in range(500)])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    assigned: list[list[int]] = []
+    first = TradeConsumer(kafka_bootstrap, topic, group, on_assign=assigned.append)
+    got = read_until(first, 500, 60)
+    assert sorted(m.value for m in got) == sorted(f"a{i}".encode() for i in range(500))
+    assert sorted(p for ps in assigned for p in ps) == [0, 1, 2, 3]
+    next_offsets: dict[int, int] = {}
+    for m in got:
+        next_offsets[m.partition] = max(next_offsets.get(m.partition, 0), m.offset + 1)
+    first.commit(next_offsets)
+    first.close()
+    produce_values(kafka_bootstrap, topic, [f"b{i}".encode() for i in range(50)])
+    second = TradeConsumer(kafka_bootstrap, topic, group)
+    again = read_until(second, 50, 60)
+    again += second.poll_batch(500, 2.0)  # anything beyond the 50 would show up here
+    second.close()
+    assert sorted(m.value for m in again) == sorted(f"b{i}".encode() for i in range(50))
+
+
+def test_dead_letter_keeps_original_and_names_the_reason(kafka_bootstrap: str, topic: str) -> None:
+    dlq = f"{topic}.dlq"
+    ensure_topic(kafka_bootstrap, dlq, 1)
+    producer = DeadLetterProducer(kafka_bootstrap, dlq)
+    bad = ConsumedMessage(partition=3, offset=41, key=b"TOKEN", value=b'{"token": 1}')
+    producer.send(bad, "token:type", "Expected `str`, got `int`", 1_750_000_000_123)
+    producer.send(ConsumedMessage(0, 7, None, b"not json"), "$:malformed_json", "invalid", 5)
+    assert producer.flush() == 0
+    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "unused"})
+    reader.assign([TopicPartition(dlq, 0, OFFSET_BEGINNING)])
+    messages = []
+    deadline = time.monotonic() + 30
+    while len(messages) < 2 and time.monotonic() < deadline:
+        messages += [m for m in reader.consume(10, 0.5) if m.error() is None]
+    reader.close()
+    first, second = messages
+    assert (first.key(), first.value()) == (b"TOKEN", b'{"token": 1}')
+    assert dict(first.headers() or []) == {
+        "reason": b"token:type",
+        "detail": b"Expected `str`, got `int`",
+        "source_partition": b"3",
+        "source_offset": b"41",
+        "rejected_ms": b"1750000000123",
+    }
+    assert (second.key(), second.value()) == (None, b"not json")
+    assert dict(second.headers() or [])["reason"] == b"$:malformed_json"
