@@ -383,6 +383,33 @@ def _synthetic_messages(count: int | None, seed: int) -> Iterator[tuple[str | No
         yield trade.token, encode_trade(trade)
 
 
+@app.command("worker")
+def worker_cmd() -> None:
+    """Consume trades from Kafka into exact windows mirrored in Redis (configured by the
+    TRADEPULSE_* environment, see .env.example). SIGTERM or Ctrl-C: finish the batch,
+    write, commit, exit."""
+    import signal
+    import threading
+
+    from tradepulse.service import runner
+    from tradepulse.wiring import build_worker, configure_logging
+
+    settings = _settings()
+    configure_logging(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        consumer, pipeline = build_worker(settings)
+        runner.run(consumer, pipeline, stop, batch_size=settings.batch_size,
+                   batch_wait_ms=settings.batch_wait_ms)  # fmt: skip
+    except TradepulseError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    err.print(f"worker stopped: {pipeline.market.applied:,} trades applied, "
+              f"{sum(pipeline.rejected.values()):,} rejected")  # fmt: skip
+
+
 @app.command("version")
 def version_cmd() -> None:
     """Print the version."""

@@ -30,6 +30,17 @@ class Settings(msgspec.Struct, frozen=True):
     log_format: str = "json"
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topic: str = "trade-info"
+    kafka_group: str = "tradepulse"
+    kafka_dlq_topic: str = ""  # empty: "<kafka_topic>.dlq"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = ""
+    clock: str = "wall"
+    batch_size: int = 10_000
+    batch_wait_ms: int = 100
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.kafka_dlq_topic or f"{self.kafka_topic}.dlq"
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -52,29 +63,67 @@ def load_settings(
     """Settings from ``environ`` (default ``os.environ``) over ``.env`` over defaults."""
     base = read_dotenv(dotenv) if dotenv else {}
     env = {**base, **(os.environ if environ is None else environ)}
-    kwargs: dict[str, object] = {}
-    if "TRADEPULSE_WINDOWS" in env:
-        kwargs["windows"] = _parse("TRADEPULSE_WINDOWS", env, parse_windows, "e.g. 1min,5min,1hour")
-    if "TRADEPULSE_MAX_FUTURE_SKEW" in env:
-        kwargs["max_future_skew_ms"] = _parse(
-            "TRADEPULSE_MAX_FUTURE_SKEW", env, parse_duration_ms, "a duration such as 5s"
-        )
-    if "TRADEPULSE_KAFKA_BOOTSTRAP" in env:
-        kwargs["kafka_bootstrap"] = _bootstrap(env["TRADEPULSE_KAFKA_BOOTSTRAP"])
-    if "TRADEPULSE_KAFKA_TOPIC" in env:
-        topic = env["TRADEPULSE_KAFKA_TOPIC"].strip()
-        if not _TOPIC_RE.match(topic):
-            raise ConfigError(
-                f"TRADEPULSE_KAFKA_TOPIC={topic!r}: accepts 1-249 of letters, digits, '.', '_', '-'"
-            )
-        kwargs["kafka_topic"] = topic
-    if "LOG_LEVEL" in env:
-        level = env["LOG_LEVEL"].strip().upper()
-        level = "WARN" if level == "WARNING" else level
-        if level not in LOG_LEVELS:
-            raise ConfigError(f"LOG_LEVEL={env['LOG_LEVEL']!r}: accepts {', '.join(LOG_LEVELS)}")
-        kwargs["log_level"] = level
+    kwargs = {
+        field: parse(name, env[name]) for name, (field, parse) in _VARIABLES.items() if name in env
+    }
+    if not kwargs.get("kafka_dlq_topic", "x"):
+        del kwargs["kafka_dlq_topic"]  # empty: the default "<topic>.dlq"
     return Settings(**kwargs)  # type: ignore[arg-type]
+
+
+def _windows(name: str, value: str) -> object:
+    return _parse(name, value, parse_windows, "e.g. 1min,5min,1hour")
+
+
+def _skew(name: str, value: str) -> object:
+    return _parse(name, value, parse_duration_ms, "a duration such as 5s")
+
+
+def _redis_url(name: str, value: str) -> str:
+    url = value.strip()
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name}={url!r}: accepts redis://host:port/db (or rediss://, unix://)")
+    return url
+
+
+def _clock(name: str, value: str) -> str:
+    clock = value.strip().lower()
+    if clock not in ("wall", "event"):
+        raise ConfigError(f"{name}={value!r}: accepts wall or event")
+    return clock
+
+
+def _log_level(name: str, value: str) -> str:
+    level = value.strip().upper()
+    level = "WARN" if level == "WARNING" else level
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{name}={value!r}: accepts {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _kafka_name(name: str, value: str) -> str:
+    """A topic or group name ("" only for the dead-letter topic: its default)."""
+    value = value.strip()
+    if not (_TOPIC_RE.match(value) or (name == "TRADEPULSE_KAFKA_DLQ_TOPIC" and not value)):
+        raise ConfigError(f"{name}={value!r}: accepts 1-249 of letters, digits, '.', '_', '-'")
+    return value
+
+
+def _int_at_least(low: int) -> Callable[[str, str], int]:
+    def parse(name: str, value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = low - 1
+        if number < low:
+            raise ConfigError(f"{name}={value!r}: accepts a whole number >= {low}")
+        return number
+
+    return parse
+
+
+def _text(_name: str, value: str) -> str:
+    return value
 
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -92,8 +141,24 @@ def _bootstrap(value: str) -> str:
     return ",".join(hosts)
 
 
-def _parse(name: str, env: Mapping[str, str], parse: Callable[[str], T], accepts: str) -> T:
+def _parse(name: str, value: str, parse: Callable[[str], T], accepts: str) -> T:
     try:
-        return parse(env[name])
+        return parse(value)
     except WindowSpecError as exc:
-        raise ConfigError(f"{name}={env[name]!r}: {exc} (accepts {accepts})") from exc
+        raise ConfigError(f"{name}={value!r}: {exc} (accepts {accepts})") from exc
+
+
+_VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    "TRADEPULSE_WINDOWS": ("windows", _windows),
+    "TRADEPULSE_MAX_FUTURE_SKEW": ("max_future_skew_ms", _skew),
+    "TRADEPULSE_KAFKA_BOOTSTRAP": ("kafka_bootstrap", lambda _n, v: _bootstrap(v)),
+    "TRADEPULSE_KAFKA_TOPIC": ("kafka_topic", _kafka_name),
+    "TRADEPULSE_KAFKA_GROUP": ("kafka_group", _kafka_name),
+    "TRADEPULSE_KAFKA_DLQ_TOPIC": ("kafka_dlq_topic", _kafka_name),
+    "TRADEPULSE_REDIS_URL": ("redis_url", _redis_url),
+    "TRADEPULSE_REDIS_PREFIX": ("redis_prefix", _text),
+    "TRADEPULSE_CLOCK": ("clock", _clock),
+    "TRADEPULSE_BATCH_SIZE": ("batch_size", _int_at_least(1)),
+    "TRADEPULSE_BATCH_WAIT_MS": ("batch_wait_ms", _int_at_least(0)),
+    "LOG_LEVEL": ("log_level", _log_level),
+}

@@ -35,6 +35,11 @@ def test_environment_overrides_dotenv(tmp_path: Path) -> None:
         ("TRADEPULSE_KAFKA_BOOTSTRAP", "localhost"),
         ("TRADEPULSE_KAFKA_BOOTSTRAP", ""),
         ("TRADEPULSE_KAFKA_TOPIC", "bad topic!"),
+        ("TRADEPULSE_KAFKA_GROUP", ""),
+        ("TRADEPULSE_REDIS_URL", "http://localhost"),
+        ("TRADEPULSE_CLOCK", "lunar"),
+        ("TRADEPULSE_BATCH_SIZE", "0"),
+        ("TRADEPULSE_BATCH_WAIT_MS", "soon"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, tmp_path: Path) -> None:
@@ -50,3 +55,24 @@ def test_kafka_settings_read_and_normalized(tmp_path: Path) -> None:
     }
     s = load_settings(env, dotenv=tmp_path / "none")
     assert (s.kafka_bootstrap, s.kafka_topic) == ("127.0.0.1:9092,[::1]:9093", "t.x")
+
+
+def test_worker_settings_defaults_and_overrides(tmp_path: Path) -> None:
+    s = load_settings({"TRADEPULSE_KAFKA_TOPIC": "trades"}, dotenv=tmp_path / "none")
+    assert (s.dlq_topic, s.kafka_group, s.clock, s.batch_size) == (
+        "trades.dlq",
+        "tradepulse",
+        "wall",
+        10_000,
+    )
+    env = {
+        "TRADEPULSE_KAFKA_DLQ_TOPIC": "dead",
+        "TRADEPULSE_CLOCK": "EVENT",
+        "TRADEPULSE_BATCH_WAIT_MS": "0",
+        "TRADEPULSE_REDIS_URL": "redis://127.0.0.1:6379/3",
+        "TRADEPULSE_REDIS_PREFIX": "t:",
+    }
+    s = load_settings(env, dotenv=tmp_path / "none")
+    assert (s.dlq_topic, s.clock, s.batch_wait_ms, s.redis_url, s.redis_prefix) == (
+        "dead", "event", 0, "redis://127.0.0.1:6379/3", "t:",
+    )  # fmt: skip

