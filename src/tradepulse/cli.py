@@ -402,7 +402,9 @@ def worker_cmd() -> None:
     try:
         consumer, pipeline = build_worker(settings)
         runner.run(consumer, pipeline, stop, batch_size=settings.batch_size,
-                   batch_wait_ms=settings.batch_wait_ms)  # fmt: skip
+                   batch_wait_ms=settings.batch_wait_ms,
+                   maintenance_interval_ms=settings.maintenance_interval_ms,
+                   stale_after_ms=settings.stale_after_ms)  # fmt: skip
     except TradepulseError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc

@@ -37,6 +37,8 @@ class Settings(msgspec.Struct, frozen=True):
     clock: str = "wall"
     batch_size: int = 10_000
     batch_wait_ms: int = 100
+    maintenance_interval_ms: int = 60_000
+    stale_after_ms: int = 10_000
 
     @property
     def dlq_topic(self) -> str:
@@ -75,7 +77,7 @@ def _windows(name: str, value: str) -> object:
     return _parse(name, value, parse_windows, "e.g. 1min,5min,1hour")
 
 
-def _skew(name: str, value: str) -> object:
+def _duration(name: str, value: str) -> object:
     return _parse(name, value, parse_duration_ms, "a duration such as 5s")
 
 
@@ -150,7 +152,7 @@ def _parse(name: str, value: str, parse: Callable[[str], T], accepts: str) -> T:
 
 _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRADEPULSE_WINDOWS": ("windows", _windows),
-    "TRADEPULSE_MAX_FUTURE_SKEW": ("max_future_skew_ms", _skew),
+    "TRADEPULSE_MAX_FUTURE_SKEW": ("max_future_skew_ms", _duration),
     "TRADEPULSE_KAFKA_BOOTSTRAP": ("kafka_bootstrap", lambda _n, v: _bootstrap(v)),
     "TRADEPULSE_KAFKA_TOPIC": ("kafka_topic", _kafka_name),
     "TRADEPULSE_KAFKA_GROUP": ("kafka_group", _kafka_name),
@@ -160,5 +162,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRADEPULSE_CLOCK": ("clock", _clock),
     "TRADEPULSE_BATCH_SIZE": ("batch_size", _int_at_least(1)),
     "TRADEPULSE_BATCH_WAIT_MS": ("batch_wait_ms", _int_at_least(0)),
+    "TRADEPULSE_MAINTENANCE_INTERVAL": ("maintenance_interval_ms", _duration),
+    "TRADEPULSE_STALE_AFTER": ("stale_after_ms", _duration),
     "LOG_LEVEL": ("log_level", _log_level),
 }

@@ -63,6 +63,7 @@ class Pipeline:
         self.max_future_skew_ms = max_future_skew_ms
         self.rejected: Counter[str] = Counter()
         self._partition_of: dict[TokenId, int] = {}
+        self._written_ms: dict[TokenId, TsMs] = {}  # wall time of each token's last write
 
     def process(self, messages: list[ConsumedMessage]) -> dict[int, int]:
         """Apply ``messages``; returns the next offset per partition, safe to commit."""
@@ -88,12 +89,23 @@ class Pipeline:
         self._write(touched, now)
         return next_offsets
 
+    def sweep(self, stale_after_ms: int) -> int:
+        """Maintenance: advance every token not written for ``stale_after_ms`` (wall time)
+        to the clock and rewrite it, so idle tokens' windows decay. Returns how many."""
+        now = self.wall_ms()
+        stale = {t for t, at in self._written_ms.items() if now - at >= stale_after_ms}
+        stale &= self.market.tokens.keys()
+        if stale:
+            self._write(stale, now)
+        return len(stale)
+
     def forget(self, partitions: list[int]) -> None:
         """Drop the tokens of partitions this process no longer reads (revoked): their new
         owner continues from Redis, and so would this process if they came back."""
         gone = set(partitions)
         for token in [t for t, p in self._partition_of.items() if p in gone]:
             self.market.tokens.pop(token, None)
+            self._written_ms.pop(token, None)
             del self._partition_of[token]
 
     def _restore(self, token: TokenId) -> None:
@@ -120,5 +132,6 @@ class Pipeline:
             ]  # fmt: skip
             if self.store.write(full):
                 raise StoreUnavailableError("Redis refused a full write of a token")
-        for tw in windows.values():
+        for token, tw in windows.items():
             tw.mark_synced()
+            self._written_ms[token] = now_ms

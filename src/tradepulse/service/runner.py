@@ -28,11 +28,20 @@ def run(
     *,
     batch_size: int = 10_000,
     batch_wait_ms: int = 100,
+    maintenance_interval_ms: int = 60_000,
+    stale_after_ms: int = 10_000,
 ) -> None:
     """Process batches until ``stop`` is set; the batch in hand is finished, written and
-    committed before returning (so a SIGTERM loses nothing and repeats nothing)."""
+    committed before returning (so a SIGTERM loses nothing and repeats nothing). Every
+    ``maintenance_interval_ms`` tokens idle for ``stale_after_ms`` are advanced and
+    rewritten (between batches, so a sweep never interleaves with a batch's writes)."""
+    next_sweep = time.monotonic() + maintenance_interval_ms / 1000
     try:
         while not stop.is_set():
+            if time.monotonic() >= next_sweep:
+                swept = pipeline.sweep(stale_after_ms)
+                log.debug("maintenance swept=%s", swept)
+                next_sweep = time.monotonic() + maintenance_interval_ms / 1000
             batch = source.poll_batch(batch_size, batch_wait_ms / 1000)
             if not batch:
                 continue
