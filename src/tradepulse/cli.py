@@ -374,11 +374,15 @@ def produce_cmd(
 
 
 def _synthetic_messages(count: int | None, seed: int) -> Iterator[tuple[str | None, bytes]]:
+    """``count`` synthetic trades at 10,000/s of event time, ending about now (none in the
+    future, so no consumer rejects them as such)."""
     from tradepulse.adapters.synthetic import SyntheticMarket
     from tradepulse.adapters.wire import encode_trade
 
-    market = SyntheticMarket(seed=seed, tokens=2_000, wallets=50_000, start_ms=wall_now_ms(),
-                             rate_per_s=10_000.0)  # fmt: skip
+    rate = 10_000.0
+    start_ms = wall_now_ms() - round((count or 0) / rate * 1000) - 1_000
+    market = SyntheticMarket(seed=seed, tokens=2_000, wallets=50_000, start_ms=start_ms,
+                             rate_per_s=rate)  # fmt: skip
     for trade in market.generate(count or 0):
         yield trade.token, encode_trade(trade)
 

@@ -43,8 +43,15 @@ def build_worker(settings: Settings) -> tuple[TradeConsumer, Pipeline]:
     )
 
     def assigned(partitions: list[int]) -> None:
+        """The event clock reads the partitions assigned, continuing from the newest trade
+        times the last owner stored (a restart re-reads only what was not committed)."""
+        pipeline.assign(partitions)
         if isinstance(clock, EventClock):
             clock.assign(tuple(partitions))
+            stored = store.read_watermarks()
+            for partition in partitions:
+                if partition in stored:
+                    clock.observe(partition, stored[partition])
 
     consumer = TradeConsumer(
         settings.kafka_bootstrap,

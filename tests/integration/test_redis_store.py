@@ -169,3 +169,15 @@ def test_reader_never_sees_aggregates_and_last_update_of_different_writes(
     done.set()
     thread.join(timeout=30)
     assert mismatches == []
+
+
+def test_watermarks_round_trip_with_a_batch(redis_client: redis.Redis, redis_prefix: str) -> None:
+    store = RedisStore(redis_client, prefix=redis_prefix)
+    tw = TokenWindows(SPECS)
+    for tr in trades(20, seed=6):
+        tw.add(tr, tr.ts_ms)
+    stats = tw.stats(tw.newest_ms)
+    assert store.read_watermarks() == {}
+    store.write([TokenUpdate("TOKEN", tw.sync_view(), stats, tw.newest_ms, 0)], {0: 5, 3: 7})
+    store.write([], {3: 9})
+    assert store.read_watermarks() == {0: 5, 3: 9}

@@ -18,6 +18,10 @@ class WallClock:
     def observe(self, partition: int, ts_ms: TsMs) -> None:
         """The wall clock ignores trade times."""
 
+    @property
+    def partitions(self) -> dict[int, TsMs]:
+        return {}
+
 
 def wall_now_ms() -> TsMs:
     """System time in epoch milliseconds (for the future-time check of incoming trades)."""

@@ -101,6 +101,7 @@ class TokenUpdate(msgspec.Struct, frozen=True):
     stats: dict[str, WindowStats]
     newest_ms: TsMs
     written_ms: TsMs
+    partition: int = -1  # the Kafka partition the token is read from (-1: none)
 
 
 _encoder = msgspec.json.Encoder()
@@ -131,18 +132,58 @@ class RedisStore:
     def active_key(self) -> str:
         return f"{self._prefix}tokens:active"
 
-    def write(self, updates: Sequence[TokenUpdate]) -> list[TokenId]:
-        """Write every update in one pipeline; returns the tokens whose list had a gap
-        (nothing of theirs was written: send them again with a full view)."""
+    @property
+    def watermarks_key(self) -> str:
+        return f"{self._prefix}watermarks"
+
+    def partition_key(self, partition: int) -> str:
+        """Set of the tokens read from ``partition`` (for maintenance after a restart)."""
+        return f"{self._prefix}partition:{partition}:tokens"
+
+    def partition_tokens(self, partitions: Sequence[int]) -> dict[TokenId, int]:
+        """Every token known to be read from ``partitions``, with its partition."""
+        pipe = self._client.pipeline(transaction=False)
+        for partition in partitions:
+            pipe.smembers(self.partition_key(partition))
+        try:
+            results = pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"Redis read failed: {exc}") from exc
+        return {t.decode(): p for p, members in zip(partitions, results, strict=True)
+                for t in members}  # fmt: skip
+
+    def write(
+        self, updates: Sequence[TokenUpdate], watermarks: dict[int, TsMs] | None = None
+    ) -> list[TokenId]:
+        """Write every update in one pipeline, then (last, so that they are stored only
+        when every token before them is) the newest trade time per partition. Returns the
+        tokens whose list had a gap (nothing of theirs was written: send them again with a
+        full view)."""
         pipe = self._client.pipeline(transaction=False)
         for update in updates:
             self._script(keys=self.keys(update.token), args=self._args(update), client=pipe)
             pipe.zadd(self.active_key, {update.token: update.newest_ms})
+            if update.partition >= 0:
+                pipe.sadd(self.partition_key(update.partition), update.token)
+        if watermarks:
+            pipe.hset(self.watermarks_key, mapping={str(p): t for p, t in watermarks.items()})
         try:
             results = pipe.execute()
         except redis.RedisError as exc:
             raise StoreUnavailableError(f"Redis write failed: {exc}") from exc
-        return [u.token for u, ok in zip(updates, results[::2], strict=True) if not ok]
+        oks, i = [], 0
+        for update in updates:  # each update: script, zadd[, sadd]
+            oks.append(results[i])
+            i += 3 if update.partition >= 0 else 2
+        return [u.token for u, ok in zip(updates, oks, strict=True) if not ok]
+
+    def read_watermarks(self) -> dict[int, TsMs]:
+        """The newest trade time per partition as last written."""
+        try:
+            raw: dict[bytes, bytes] = self._client.hgetall(self.watermarks_key)  # type: ignore[assignment]
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"Redis read failed: {exc}") from exc
+        return {int(p): int(t) for p, t in raw.items()}
 
     def _args(self, update: TokenUpdate) -> list[bytes | str | int]:
         view = update.view

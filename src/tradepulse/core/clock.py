@@ -71,3 +71,7 @@ class ManualClock:
 
     def observe(self, partition: int, ts_ms: TsMs) -> None:
         """Manual clocks ignore trade times."""
+
+    @property
+    def partitions(self) -> dict[int, TsMs]:
+        return {}

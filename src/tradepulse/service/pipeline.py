@@ -23,6 +23,7 @@ from typing import Protocol
 from tradepulse.adapters.kafka import ConsumedMessage
 from tradepulse.adapters.redis_store import RedisStore, TokenUpdate
 from tradepulse.adapters.wire import decode_trade
+from tradepulse.core.clock import NEVER
 from tradepulse.core.errors import BrokerError, InvalidTradeError, StoreUnavailableError
 from tradepulse.core.market import Market
 from tradepulse.core.types import TokenId, TsMs
@@ -34,6 +35,11 @@ class Clock(Protocol):
     def now_ms(self) -> TsMs: ...
 
     def observe(self, partition: int, ts_ms: TsMs) -> None: ...
+
+    @property
+    def partitions(self) -> dict[int, TsMs]:
+        """Newest trade time per partition read (empty for the wall clock)."""
+        ...
 
 
 class DeadLetters(Protocol):
@@ -64,6 +70,7 @@ class Pipeline:
         self.rejected: Counter[str] = Counter()
         self._partition_of: dict[TokenId, int] = {}
         self._written_ms: dict[TokenId, TsMs] = {}  # wall time of each token's last write
+        self._assigned: tuple[int, ...] = ()
 
     def process(self, messages: list[ConsumedMessage]) -> dict[int, int]:
         """Apply ``messages``; returns the next offset per partition, safe to commit."""
@@ -86,15 +93,28 @@ class Pipeline:
             touched.add(trade.token)
         if self.dead_letters.flush():
             raise BrokerError("dead-letter messages were not acknowledged")
-        self._write(touched, now)
+        self._write(touched, now, self.clock.partitions)
         return next_offsets
 
+    def assign(self, partitions: list[int]) -> None:
+        """The partitions this process reads now."""
+        self._assigned = tuple(partitions)
+
     def sweep(self, stale_after_ms: int) -> int:
-        """Maintenance: advance every token not written for ``stale_after_ms`` (wall time)
-        to the clock and rewrite it, so idle tokens' windows decay. Returns how many."""
+        """Maintenance: advance every token of the assigned partitions not written by this
+        process for ``stale_after_ms`` (wall time) to the clock and rewrite it, so idle
+        tokens' windows decay. Tokens of those partitions that this process has not seen
+        (written before a restart or a rebalance) are restored from Redis first."""
+        for token, partition in self.store.partition_tokens(self._assigned).items():
+            if token not in self.market.tokens:
+                self._restore(token)
+                self._partition_of[token] = partition
         now = self.wall_ms()
-        stale = {t for t, at in self._written_ms.items() if now - at >= stale_after_ms}
-        stale &= self.market.tokens.keys()
+        stale = {
+            t
+            for t in self.market.tokens
+            if now - self._written_ms.get(t, -(1 << 62)) >= stale_after_ms
+        }
         if stale:
             self._write(stale, now)
         return len(stale)
@@ -115,19 +135,23 @@ class Pipeline:
         if restored is not None:
             self.market.tokens[token] = restored
 
-    def _write(self, tokens: set[TokenId], now_ms: TsMs) -> None:
+    def _write(
+        self, tokens: set[TokenId], now_ms: TsMs, watermarks: dict[int, TsMs] | None = None
+    ) -> None:
         floor = self.clock.now_ms()
         windows = {t: self.market.tokens[t] for t in tokens if t in self.market.tokens}
         updates = []
         for token, tw in windows.items():
             stats = tw.stats(floor)
-            updates.append(TokenUpdate(token, tw.sync_view(), stats, tw.newest_ms, now_ms))
-        gaps = set(self.store.write(updates))
+            updates.append(TokenUpdate(token, tw.sync_view(), stats, tw.newest_ms, now_ms,
+                                       self._partition_of.get(token, -1)))  # fmt: skip
+        seen = {p: t for p, t in (watermarks or {}).items() if t != NEVER}
+        gaps = set(self.store.write(updates, seen))
         if gaps:
             log.warning("redis lost trades of %s tokens: writing them in full", len(gaps))
             full = [
                 TokenUpdate(u.token, windows[u.token].sync_view(full=True), u.stats,
-                            u.newest_ms, now_ms)
+                            u.newest_ms, now_ms, u.partition)
                 for u in updates if u.token in gaps
             ]  # fmt: skip
             if self.store.write(full):
