@@ -9,9 +9,7 @@ every token to the final watermark, every token's windows and trades list are co
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -20,26 +18,19 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from confluent_kafka import Consumer, TopicPartition
 
+from tests.support.workers import (
+    assert_same_state,
+    committed_total,
+    start_worker,
+    stop_worker,
+    wait_until,
+    worker_env,
+)
 from tradepulse.adapters.redis_store import RedisStore
 
 TRADES = 200_000
 PARTITIONS = 4
-
-
-def committed_total(bootstrap: str, topic: str, group: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(parts, timeout=10))
-    finally:
-        consumer.close()
-
-
-def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "tradepulse", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 def run_to_end(env: dict[str, str], progress: Callable[[], int], kills: int, seed: int) -> None:
@@ -59,16 +50,7 @@ def run_to_end(env: dict[str, str], progress: Callable[[], int], kills: int, see
         wait_until(lambda: progress() == TRADES, worker)
         time.sleep(2)  # sweeps (every 200 ms) bring every token to the final watermark
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=15)
-
-
-def wait_until(condition: Callable[[], bool], worker: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 240
-    while not condition():
-        assert worker.poll() is None, "the worker exited on its own"
-        assert time.monotonic() < deadline, "the run did not progress in time"
-        time.sleep(0.2)
+        stop_worker(worker)
 
 
 @pytest.mark.slow
@@ -85,27 +67,14 @@ def test_killed_and_restarted_worker_ends_identical_to_uninterrupted(
     try:
         for prefix, kills, seed in ((prefixes[0], 0, 1), (prefixes[1], 3, 2)):
             group = f"crash-{uuid.uuid4().hex[:8]}"
-            env = {**os.environ, "TRADEPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap,
-                   "TRADEPULSE_KAFKA_TOPIC": topic, "TRADEPULSE_KAFKA_GROUP": group,
-                   "TRADEPULSE_REDIS_PREFIX": prefix, "TRADEPULSE_CLOCK": "event",
-                   "TRADEPULSE_BATCH_SIZE": "5000", "TRADEPULSE_BATCH_WAIT_MS": "50",
-                   "TRADEPULSE_MAINTENANCE_INTERVAL": "200ms", "TRADEPULSE_STALE_AFTER": "1ms",
-                   "LOG_LEVEL": "WARN"}  # fmt: skip
+            env = worker_env(kafka_bootstrap, topic, group, prefix)
 
             def progress(group: str = group) -> int:
-                return committed_total(kafka_bootstrap, topic, group)
+                return committed_total(kafka_bootstrap, topic, group, PARTITIONS)
 
             run_to_end(env, progress, kills, seed)
         calm, crashed = (RedisStore(redis_client, prefix=p) for p in prefixes)
-        tokens = [t.decode() for t in redis_client.zrange(calm.active_key, 0, -1)]
-        assert len(tokens) > 1_000
-        assert redis_client.zrange(crashed.active_key, 0, -1, withscores=True) == (
-            redis_client.zrange(calm.active_key, 0, -1, withscores=True)
-        )
-        assert crashed.read_watermarks() == calm.read_watermarks()
-        for token in tokens:
-            assert crashed.read_stats(token) == calm.read_stats(token), token
-            assert crashed.read_trades(token) == calm.read_trades(token), token
+        assert assert_same_state(calm, crashed, redis_client, redis_client) > 1_000
     finally:
         for prefix in prefixes:
             for key in redis_client.scan_iter(match=prefix + "*", count=1000):

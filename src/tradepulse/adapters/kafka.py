@@ -184,6 +184,19 @@ class TradeConsumer:
         except KafkaException as exc:
             raise BrokerError(f"offset commit failed: {exc.args[0]}") from exc
 
+    def pause(self) -> None:
+        """Stop fetching from every assigned partition (membership is kept by ``idle``)."""
+        self._consumer.pause(self._consumer.assignment())
+
+    def resume(self) -> None:
+        self._consumer.resume(self._consumer.assignment())
+
+    def idle(self, seconds: float) -> None:
+        """Serve the group protocol (heartbeats, rebalances) for ``seconds`` while paused;
+        anything fetched before the pause is dropped here and read again later (it is not
+        committed)."""
+        self._consumer.consume(num_messages=1, timeout=seconds)
+
     def close(self) -> None:
         self._consumer.close()
 

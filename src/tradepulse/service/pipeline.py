@@ -20,6 +20,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
+import msgspec
+
 from tradepulse.adapters.kafka import ConsumedMessage
 from tradepulse.adapters.redis_store import RedisStore, TokenUpdate
 from tradepulse.adapters.wire import decode_trade
@@ -48,6 +50,14 @@ class DeadLetters(Protocol):
     def flush(self, timeout_s: float = ...) -> int: ...
 
 
+class AppliedBatch(msgspec.Struct, frozen=True):
+    """A batch applied in memory, not yet mirrored in Redis."""
+
+    tokens: set[TokenId]
+    next_offsets: dict[int, int]
+    wall_ms: TsMs
+
+
 class Pipeline:
     """Applies batches of consumed messages to a market mirrored in Redis."""
 
@@ -71,9 +81,20 @@ class Pipeline:
         self._partition_of: dict[TokenId, int] = {}
         self._written_ms: dict[TokenId, TsMs] = {}  # wall time of each token's last write
         self._assigned: tuple[int, ...] = ()
+        self._dead_lettered: set[tuple[int, int]] = set()  # this batch's, across retries
 
     def process(self, messages: list[ConsumedMessage]) -> dict[int, int]:
-        """Apply ``messages``; returns the next offset per partition, safe to commit."""
+        """``apply`` then ``write``: the next offset per partition, safe to commit."""
+        batch = self.apply(messages)
+        self.write(batch)
+        return batch.next_offsets
+
+    def apply(self, messages: list[ConsumedMessage]) -> AppliedBatch:
+        """Decode, dead-letter the bad messages (flushed), apply the good ones in memory.
+
+        May raise ``StoreUnavailableError`` (restoring a token from Redis): calling it again
+        with the same messages is safe (applied trades are then duplicates, and messages
+        already dead-lettered are not sent twice)."""
         now = self.wall_ms()
         touched: set[TokenId] = set()
         next_offsets: dict[int, int] = {}
@@ -82,8 +103,10 @@ class Pipeline:
             try:
                 trade = decode_trade(msg.value, now, self.max_future_skew_ms)
             except InvalidTradeError as exc:
-                self.rejected[exc.reason] += 1
-                self.dead_letters.send(msg, exc.reason, exc.detail, now)
+                if (msg.partition, msg.offset) not in self._dead_lettered:
+                    self.rejected[exc.reason] += 1
+                    self.dead_letters.send(msg, exc.reason, exc.detail, now)
+                    self._dead_lettered.add((msg.partition, msg.offset))
                 continue
             self.clock.observe(msg.partition, trade.ts_ms)
             if trade.token not in self.market.tokens:
@@ -93,8 +116,13 @@ class Pipeline:
             touched.add(trade.token)
         if self.dead_letters.flush():
             raise BrokerError("dead-letter messages were not acknowledged")
-        self._write(touched, now, self.clock.partitions)
-        return next_offsets
+        return AppliedBatch(touched, next_offsets, now)
+
+    def write(self, batch: AppliedBatch) -> None:
+        """Mirror the batch's tokens in Redis. Raises ``StoreUnavailableError`` when Redis
+        fails; calling it again is safe (what was not acknowledged is sent again)."""
+        self._write(batch.tokens, batch.wall_ms, self.clock.partitions)
+        self._dead_lettered.clear()
 
     def assign(self, partitions: list[int]) -> None:
         """The partitions this process reads now."""
