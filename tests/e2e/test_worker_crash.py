@@ -10,8 +10,6 @@ every token to the final watermark, every token's windows and trades list are co
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +20,7 @@ import redis
 from tests.support.workers import (
     assert_same_state,
     committed_total,
+    produce_synthetic,
     start_worker,
     stop_worker,
     wait_until,
@@ -57,12 +56,7 @@ def run_to_end(env: dict[str, str], progress: Callable[[], int], kills: int, see
 def test_killed_and_restarted_worker_ends_identical_to_uninterrupted(
     kafka_bootstrap: str, topic: str, redis_client: redis.Redis
 ) -> None:
-    produced = subprocess.run(
-        [sys.executable, "-m", "tradepulse", "produce", "--synthetic", str(TRADES), "--topic",
-         topic, "--bootstrap", kafka_bootstrap, "--partitions", str(PARTITIONS)],
-        capture_output=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert produced.returncode == 0, produced.stderr.decode()
+    produce_synthetic(kafka_bootstrap, topic, TRADES, PARTITIONS)
     prefixes = [f"tradepulse-test-{uuid.uuid4().hex[:12]}:" for _ in range(2)]
     try:
         for prefix, kills, seed in ((prefixes[0], 0, 1), (prefixes[1], 3, 2)):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +17,7 @@ import redis
 from tests.support.workers import (
     assert_same_state,
     committed_total,
+    produce_synthetic,
     start_worker,
     stop_worker,
     wait_until,
@@ -67,12 +67,7 @@ def test_redis_outage_pauses_then_catches_up_losing_nothing(
     kafka_bootstrap: str, topic: str, redis_client: redis.Redis, redis_prefix: str,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    produced = subprocess.run(
-        [sys.executable, "-m", "tradepulse", "produce", "--synthetic", str(TRADES), "--topic",
-         topic, "--bootstrap", kafka_bootstrap, "--partitions", str(PARTITIONS)],
-        capture_output=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert produced.returncode == 0, produced.stderr.decode()
+    produce_synthetic(kafka_bootstrap, topic, TRADES, PARTITIONS)
 
     def progress(group: str) -> int:
         return committed_total(kafka_bootstrap, topic, group, PARTITIONS)

@@ -24,6 +24,16 @@ def worker_env(bootstrap: str, topic: str, group: str, prefix: str, **extra: str
             "TRADEPULSE_STALE_AFTER": "1ms", "LOG_LEVEL": "WARN", **extra}  # fmt: skip
 
 
+def produce_synthetic(bootstrap: str, topic: str, trades: int, partitions: int) -> None:
+    """``tradepulse produce --synthetic`` into a new topic of ``partitions`` partitions."""
+    produced = subprocess.run(
+        [sys.executable, "-m", "tradepulse", "produce", "--synthetic", str(trades), "--topic",
+         topic, "--bootstrap", bootstrap, "--partitions", str(partitions)],
+        capture_output=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert produced.returncode == 0, produced.stderr.decode()
+
+
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "tradepulse", "worker"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
