@@ -68,10 +68,10 @@ def main() -> None:
         started = time.perf_counter()
         produce_synthetic(bootstrap, topic, args.trades, PARTITIONS)
         produce_s = time.perf_counter() - started
-        worker = start_worker(worker_env(bootstrap, topic, group, prefix,
-                                         TRADEPULSE_BATCH_SIZE=os.environ.get("BENCH_BATCH", "10000"),
-                                         TRADEPULSE_MAINTENANCE_INTERVAL="60s",
-                                         TRADEPULSE_STALE_AFTER="10s"))  # fmt: skip
+        batch = os.environ.get("BENCH_BATCH", "10000")  # the worker's default batch size
+        env = worker_env(bootstrap, topic, group, prefix, TRADEPULSE_BATCH_SIZE=batch,
+                         TRADEPULSE_MAINTENANCE_INTERVAL="60s", TRADEPULSE_STALE_AFTER="10s")
+        worker = start_worker(env)
         started = time.perf_counter()
         first_commit = None
         while (done := committed_total(bootstrap, topic, group, PARTITIONS)) < args.trades:
