@@ -388,15 +388,21 @@ def _synthetic_messages(count: int | None, seed: int) -> Iterator[tuple[str | No
 
 
 @app.command("worker")
-def worker_cmd() -> None:
+def worker_cmd(
+    processes: Annotated[int, typer.Option("--processes", "-p", min=1, max=64,
+        help="Worker processes in the consumer group (restarted when they die); one "
+             "operations port (TRADEPULSE_HTTP_PORT) serves them all.")] = 1,
+    child: Annotated[str | None, typer.Option("--child", hidden=True)] = None,
+) -> None:  # fmt: skip
     """Consume trades from Kafka into exact windows mirrored in Redis (configured by the
-    TRADEPULSE_* environment, see .env.example). SIGTERM or Ctrl-C: finish the batch,
-    write, commit, exit."""
+    TRADEPULSE_* environment, see .env.example), with health, metrics and performance
+    endpoints on TRADEPULSE_HTTP_PORT. SIGTERM or Ctrl-C: finish the batch, write, commit,
+    exit."""
     import signal
     import threading
 
-    from tradepulse.service import runner
-    from tradepulse.wiring import build_worker, configure_logging
+    from tradepulse import supervisor
+    from tradepulse.wiring import configure_logging, run_worker
 
     settings = _settings()
     configure_logging(settings)
@@ -404,14 +410,22 @@ def worker_cmd() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        consumer, pipeline = build_worker(settings)
-        runner.run(consumer, pipeline, stop, batch_size=settings.batch_size,
-                   batch_wait_ms=settings.batch_wait_ms,
-                   maintenance_interval_ms=settings.maintenance_interval_ms,
-                   stale_after_ms=settings.stale_after_ms)  # fmt: skip
+        if processes > 1 and child is None:
+            supervisor.run_group(processes, settings.http_host, settings.http_port, stop)
+            return
+        if child is not None:
+            supervisor.watch_parent(stop)
+            port_file = supervisor.child_port_file(child)
+            worker = run_worker(settings, stop, "127.0.0.1", 0, port_file)
+        else:
+            worker = run_worker(settings, stop, settings.http_host, settings.http_port)
     except TradepulseError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
+    except OSError as exc:  # the operations port is taken, say
+        err.print(f"[red]error:[/] {exc} (TRADEPULSE_HTTP_HOST/TRADEPULSE_HTTP_PORT)")
+        raise typer.Exit(2) from exc
+    pipeline = worker.pipeline
     err.print(f"worker stopped: {pipeline.market.applied:,} trades applied, "
               f"{sum(pipeline.rejected.values()):,} rejected")  # fmt: skip
 

@@ -39,6 +39,8 @@ class Settings(msgspec.Struct, frozen=True):
     batch_wait_ms: int = 100
     maintenance_interval_ms: int = 60_000
     stale_after_ms: int = 10_000
+    http_host: str = "127.0.0.1"
+    http_port: int = 9100
 
     @property
     def dlq_topic(self) -> str:
@@ -124,6 +126,27 @@ def _int_at_least(low: int) -> Callable[[str, str], int]:
     return parse
 
 
+def _log_format(name: str, value: str) -> str:
+    fmt = value.strip().lower()
+    if fmt not in ("json", "text"):
+        raise ConfigError(f"{name}={value!r}: accepts json or text")
+    return fmt
+
+
+def _port(name: str, value: str) -> int:
+    port = _int_at_least(0)(name, value)
+    if port > 65_535:
+        raise ConfigError(f"{name}={value!r}: accepts a port number 0-65535 (0: any free port)")
+    return port
+
+
+def _host(name: str, value: str) -> str:
+    host = value.strip()
+    if not re.match(r"^[A-Za-z0-9._:-]+$", host):
+        raise ConfigError(f"{name}={value!r}: accepts an address to listen on, e.g. 0.0.0.0")
+    return host
+
+
 def _text(_name: str, value: str) -> str:
     return value
 
@@ -164,5 +187,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRADEPULSE_BATCH_WAIT_MS": ("batch_wait_ms", _int_at_least(0)),
     "TRADEPULSE_MAINTENANCE_INTERVAL": ("maintenance_interval_ms", _duration),
     "TRADEPULSE_STALE_AFTER": ("stale_after_ms", _duration),
+    "TRADEPULSE_HTTP_HOST": ("http_host", _host),
+    "TRADEPULSE_HTTP_PORT": ("http_port", _port),
     "LOG_LEVEL": ("log_level", _log_level),
+    "TRADEPULSE_LOG_FORMAT": ("log_format", _log_format),
 }

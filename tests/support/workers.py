@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from tradepulse.adapters.redis_store import RedisStore
 
@@ -21,7 +26,8 @@ def worker_env(bootstrap: str, topic: str, group: str, prefix: str, **extra: str
             "TRADEPULSE_KAFKA_GROUP": group, "TRADEPULSE_REDIS_PREFIX": prefix,
             "TRADEPULSE_CLOCK": "event", "TRADEPULSE_BATCH_SIZE": "5000",
             "TRADEPULSE_BATCH_WAIT_MS": "50", "TRADEPULSE_MAINTENANCE_INTERVAL": "200ms",
-            "TRADEPULSE_STALE_AFTER": "1ms", "LOG_LEVEL": "WARN", **extra}  # fmt: skip
+            "TRADEPULSE_STALE_AFTER": "1ms", "LOG_LEVEL": "WARN", "TRADEPULSE_HTTP_PORT": "0",
+            **extra}  # fmt: skip
 
 
 def produce_synthetic(bootstrap: str, topic: str, trades: int, partitions: int) -> None:
@@ -34,8 +40,8 @@ def produce_synthetic(bootstrap: str, topic: str, trades: int, partitions: int) 
     assert produced.returncode == 0, produced.stderr.decode()
 
 
-def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "tradepulse", "worker"], env=env,
+def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "tradepulse", "worker", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
@@ -77,3 +83,30 @@ def assert_same_state(
         assert b.read_stats(token) == a.read_stats(token), token
         assert b.read_trades(token) == a.read_trades(token), token
     return len(active)
+
+
+def ops(port: int, path: str, method: str = "GET") -> tuple[int, Any]:
+    """``(status, decoded body)`` of an operations endpoint (text for ``/metrics``)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    return status, (body.decode() if path == "/metrics" else json.loads(body))
+
+
+def ops_ready(port: int) -> bool:
+    try:
+        return ops(port, "/health/ready")[0] == 200
+    except OSError:
+        return False
+
+
+def samples(exposition: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Prometheus text parsed: sample name -> [(labels, value)]."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(exposition):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((dict(s.labels), s.value))
+    return out

@@ -34,14 +34,32 @@ def test_single_partition_watermark_is_newest_trade() -> None:
     assert clock.now_ms() == 9
 
 
-def test_reassignment_keeps_what_was_seen_of_kept_partitions() -> None:
+def test_reassignment_keeps_what_was_seen_of_kept_partitions_and_never_goes_back() -> None:
     clock = EventClock(partitions=(0, 1))
     clock.observe(0, 10)
     clock.observe(1, 20)
     clock.assign((1, 2))
-    assert clock.now_ms() == NEVER
+    assert clock.now_ms() == 10  # partition 2 unseen: the watermark waits, not back
+    clock.observe(2, 15)
+    assert clock.now_ms() == 15
     clock.observe(2, 30)
     assert (clock.now_ms(), clock.partitions) == (20, {1: 20, 2: 30})
+
+
+def test_merged_partitions_of_other_processes_hold_the_watermark() -> None:
+    clock = EventClock(partitions=(0, 1))
+    clock.observe(0, 50)
+    clock.observe(1, 60)
+    assert clock.now_ms() == 50
+    clock.merge({0: 40, 1: 60, 2: 55, 3: 70})  # own partitions: own values count
+    assert clock.now_ms() == 50
+    clock.observe(0, 80)
+    assert clock.now_ms() == 55  # partition 2 (another process) is behind
+    clock.merge({2: 90, 3: 95})
+    assert clock.now_ms() == 60
+    clock.merge({2: 10})  # a stale record never moves the watermark back
+    assert clock.now_ms() == 60
+    assert clock.partitions == {0: 80, 1: 60}
 
 
 def test_manual_clock_moves_only_by_hand() -> None:

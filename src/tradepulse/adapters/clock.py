@@ -18,6 +18,12 @@ class WallClock:
     def observe(self, partition: int, ts_ms: TsMs) -> None:
         """The wall clock ignores trade times."""
 
+    def merge(self, known: dict[int, TsMs]) -> None:
+        """The wall clock ignores other processes."""
+
+    def assign(self, partitions: tuple[int, ...]) -> None:
+        """The wall clock ignores partitions."""
+
     @property
     def partitions(self) -> dict[int, TsMs]:
         return {}

@@ -21,6 +21,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from tradepulse import metrics
 from tradepulse.core.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -148,11 +149,24 @@ class TradeConsumer:
                 "group.id": group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
+                "statistics.interval.ms": 5_000,
+                "stats_cb": self._statistics,
                 **_GROUP_DEFAULTS,
             }
         )
         _check_reachable(AdminClient({"bootstrap.servers": bootstrap}), bootstrap)
         self._consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
+
+    def _statistics(self, raw: str) -> None:
+        """librdkafka's statistics (every 5 s): the consumer lag of each partition read."""
+        try:
+            partitions = msgspec.json.decode(raw)["topics"][self.topic]["partitions"]
+            for pid, info in partitions.items():
+                lag = info.get("consumer_lag", -1)
+                if int(pid) >= 0 and isinstance(lag, int) and lag >= 0:
+                    metrics.CONSUMER_LAG.labels(pid).set(lag)
+        except (KeyError, TypeError, ValueError, msgspec.DecodeError):
+            return  # not reading the topic yet
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._on_assign is not None:

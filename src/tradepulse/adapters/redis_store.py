@@ -24,6 +24,7 @@ reported back so that the caller sends a full view.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -31,6 +32,7 @@ import msgspec
 import redis
 from redis.commands.core import Script
 
+from tradepulse import metrics
 from tradepulse.core.errors import StoreUnavailableError
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
@@ -122,6 +124,16 @@ class RedisStore:
         self._prefix = prefix
         self._ttl_s = ttl_s
         self._script: Script = client.register_script(_WRITE_TOKEN)
+        #: The group's newest trade time per partition, as read back by the last ``write``
+        #: that stored watermarks (what the other processes of the group have reached).
+        self.group_watermarks: dict[int, TsMs] = {}
+
+    def ping(self) -> bool:
+        """Whether Redis answers now."""
+        try:
+            return bool(self._client.ping())
+        except redis.RedisError:
+            return False
 
     def keys(self, token: TokenId) -> tuple[str, str, str, str]:
         """The trades, indices, aggregates and last_update keys of ``token``."""
@@ -145,10 +157,7 @@ class RedisStore:
         pipe = self._client.pipeline(transaction=False)
         for partition in partitions:
             pipe.smembers(self.partition_key(partition))
-        try:
-            results = pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreUnavailableError(f"Redis read failed: {exc}") from exc
+        results: list[set[bytes]] = self._run(pipe)  # type: ignore[assignment]
         return {t.decode(): p for p, members in zip(partitions, results, strict=True)
                 for t in members}  # fmt: skip
 
@@ -167,10 +176,16 @@ class RedisStore:
                 pipe.sadd(self.partition_key(update.partition), update.token)
         if watermarks:
             pipe.hset(self.watermarks_key, mapping={str(p): t for p, t in watermarks.items()})
+            pipe.hgetall(self.watermarks_key)
+        started = time.perf_counter()
         try:
             results = pipe.execute()
         except redis.RedisError as exc:
             raise StoreUnavailableError(f"Redis write failed: {exc}") from exc
+        finally:
+            metrics.REDIS_SECONDS.labels("write").observe(time.perf_counter() - started)
+        if watermarks:
+            self.group_watermarks = {int(p): int(t) for p, t in results[-1].items()}
         oks, i = [], 0
         for update in updates:  # each update: script, zadd[, sadd]
             oks.append(results[i])
@@ -179,10 +194,9 @@ class RedisStore:
 
     def read_watermarks(self) -> dict[int, TsMs]:
         """The newest trade time per partition as last written."""
-        try:
-            raw: dict[bytes, bytes] = self._client.hgetall(self.watermarks_key)  # type: ignore[assignment]
-        except redis.RedisError as exc:
-            raise StoreUnavailableError(f"Redis read failed: {exc}") from exc
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hgetall(self.watermarks_key)
+        raw: dict[bytes, bytes] = self._run(pipe)[0]  # type: ignore[assignment]
         return {int(p): int(t) for p, t in raw.items()}
 
     def _args(self, update: TokenUpdate) -> list[bytes | str | int]:
@@ -219,10 +233,9 @@ class RedisStore:
 
     def read_stats(self, token: TokenId) -> dict[str, WindowStats]:
         """Every window's statistics as last written (empty when unknown)."""
-        try:
-            raw: dict[bytes, bytes] = self._client.hgetall(self.keys(token)[2])  # type: ignore[assignment]
-        except redis.RedisError as exc:
-            raise StoreUnavailableError(f"Redis read failed: {exc}") from exc
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hgetall(self.keys(token)[2])
+        raw: dict[bytes, bytes] = self._run(pipe)[0]  # type: ignore[assignment]
         return {k.decode(): _stats_decoder.decode(v) for k, v in raw.items()}
 
     def load(self, token: TokenId, specs: tuple[WindowSpec, ...]) -> TokenWindows | None:
@@ -235,7 +248,10 @@ class RedisStore:
         return TokenWindows.rebuild(specs, trades, t_ms, first_seq=base)
 
     def _run(self, pipe: redis.client.Pipeline) -> list[object]:
+        started = time.perf_counter()
         try:
             return list(pipe.execute())
         except redis.RedisError as exc:
             raise StoreUnavailableError(f"Redis read failed: {exc}") from exc
+        finally:
+            metrics.REDIS_SECONDS.labels("read").observe(time.perf_counter() - started)

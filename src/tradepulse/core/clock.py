@@ -21,13 +21,26 @@ NEVER: TsMs = -(1 << 62)
 
 
 class EventClock:
-    """Watermark over partitions; partitions must be registered (or observed) to count."""
+    """Watermark over partitions; partitions must be registered (or observed) to count.
 
-    __slots__ = ("_newest", "_watermark")
+    Partitions read by other processes of the group count too once their newest trade
+    times are known (``merge``, from the group's shared record), so every process of a
+    group converges to the watermark one process reading every partition would have. The
+    watermark never moves back (a partition newly assigned or merged that is behind holds
+    it where it is until it catches up)."""
+
+    __slots__ = ("_newest", "_others", "_watermark")
 
     def __init__(self, partitions: tuple[int, ...] = ()) -> None:
         self._newest: dict[int, TsMs] = dict.fromkeys(partitions, NEVER)
+        self._others: dict[int, TsMs] = {}
         self._watermark: TsMs = NEVER
+
+    def _recompute(self) -> None:
+        low = min(self._newest.values(), default=NEVER)
+        if self._others:
+            low = min(low, *self._others.values()) if self._newest else min(self._others.values())
+        self._watermark = max(self._watermark, low)
 
     def observe(self, partition: int, ts_ms: TsMs) -> None:
         """Record a trade time read from ``partition``."""
@@ -35,20 +48,29 @@ class EventClock:
         old = newest.get(partition)
         if old is None or ts_ms > old:
             newest[partition] = ts_ms
-            if old is None or old == self._watermark:
-                self._watermark = min(newest.values())
+            if old is None or old <= self._watermark:
+                self._others.pop(partition, None)
+                self._recompute()
 
     def assign(self, partitions: tuple[int, ...]) -> None:
         """Replace the set of partitions read (keeps what was seen of those still read)."""
         self._newest = {p: self._newest.get(p, NEVER) for p in partitions}
-        self._watermark = min(self._newest.values(), default=NEVER)
+        for p in partitions:
+            self._others.pop(p, None)
+        self._recompute()
+
+    def merge(self, known: dict[int, TsMs]) -> None:
+        """Newest trade times per partition as the group last recorded them; those of
+        partitions this process does not read join the watermark."""
+        self._others = {p: t for p, t in known.items() if p not in self._newest}
+        self._recompute()
 
     def now_ms(self) -> TsMs:
         return self._watermark
 
     @property
     def partitions(self) -> dict[int, TsMs]:
-        """Newest trade time per partition."""
+        """Newest trade time per partition read by this process."""
         return dict(self._newest)
 
 
@@ -71,6 +93,12 @@ class ManualClock:
 
     def observe(self, partition: int, ts_ms: TsMs) -> None:
         """Manual clocks ignore trade times."""
+
+    def merge(self, known: dict[int, TsMs]) -> None:
+        """Manual clocks ignore other processes."""
+
+    def assign(self, partitions: tuple[int, ...]) -> None:
+        """Manual clocks ignore partitions."""
 
     @property
     def partitions(self) -> dict[int, TsMs]:

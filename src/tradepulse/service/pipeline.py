@@ -43,6 +43,14 @@ class Clock(Protocol):
         """Newest trade time per partition read (empty for the wall clock)."""
         ...
 
+    def merge(self, known: dict[int, TsMs]) -> None:
+        """The group's newest trade time per partition (other processes' partitions)."""
+        ...
+
+    def assign(self, partitions: tuple[int, ...]) -> None:
+        """The partitions this process reads from now on."""
+        ...
+
 
 class DeadLetters(Protocol):
     def send(self, msg: ConsumedMessage, reason: str, detail: str, at_ms: int) -> None: ...
@@ -81,7 +89,9 @@ class Pipeline:
         self._partition_of: dict[TokenId, int] = {}
         self._written_ms: dict[TokenId, TsMs] = {}  # wall time of each token's last write
         self._assigned: tuple[int, ...] = ()
+        self._watermarks_restored = True
         self._dead_lettered: set[tuple[int, int]] = set()  # this batch's, across retries
+        self._reported: Counter[str] = Counter()
 
     def process(self, messages: list[ConsumedMessage]) -> dict[int, int]:
         """``apply`` then ``write``: the next offset per partition, safe to commit."""
@@ -95,6 +105,8 @@ class Pipeline:
         May raise ``StoreUnavailableError`` (restoring a token from Redis): calling it again
         with the same messages is safe (applied trades are then duplicates, and messages
         already dead-lettered are not sent twice)."""
+        if not self._watermarks_restored:
+            self._restore_watermarks()
         now = self.wall_ms()
         touched: set[TokenId] = set()
         next_offsets: dict[int, int] = {}
@@ -123,16 +135,45 @@ class Pipeline:
         fails; calling it again is safe (what was not acknowledged is sent again)."""
         self._write(batch.tokens, batch.wall_ms, self.clock.partitions)
         self._dead_lettered.clear()
+        self.clock.merge(self.store.group_watermarks)
+
+    def take_outcomes(self) -> Counter[str]:
+        """Trades ``applied``, ``duplicates``, ``late`` and rejections per reason since the
+        previous call (the increments of the cumulative counters)."""
+        market = self.market
+        now = Counter(self.rejected)
+        now.update(applied=market.applied, duplicates=market.duplicates, late=market.late)
+        delta = Counter(
+            {k: v - self._reported[k] for k, v in now.items() if v != self._reported[k]}
+        )
+        self._reported = now
+        return delta
 
     def assign(self, partitions: list[int]) -> None:
-        """The partitions this process reads now."""
+        """The partitions this process reads now. Before the next batch the clock takes
+        them over with the newest trade times their last reader stored (so a restart or a
+        rebalance continues the watermark instead of starting it again)."""
         self._assigned = tuple(partitions)
+        self.clock.assign(self._assigned)
+        self._watermarks_restored = False
+
+    def _restore_watermarks(self) -> None:
+        stored = self.store.read_watermarks()  # may raise StoreUnavailableError: retried
+        for partition in self._assigned:
+            if partition in stored:
+                self.clock.observe(partition, stored[partition])
+        self.clock.merge(stored)
+        self._watermarks_restored = True
 
     def sweep(self, stale_after_ms: int) -> int:
         """Maintenance: advance every token of the assigned partitions not written by this
         process for ``stale_after_ms`` (wall time) to the clock and rewrite it, so idle
         tokens' windows decay. Tokens of those partitions that this process has not seen
-        (written before a restart or a rebalance) are restored from Redis first."""
+        (written before a restart or a rebalance) are restored from Redis first. The clock
+        first takes in how far the other processes of the group have read."""
+        if not self._watermarks_restored:
+            self._restore_watermarks()
+        self.clock.merge(self.store.read_watermarks())
         for token, partition in self.store.partition_tokens(self._assigned).items():
             if token not in self.market.tokens:
                 self._restore(token)

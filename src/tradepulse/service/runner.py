@@ -9,8 +9,11 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from tradepulse import metrics
 from tradepulse.adapters.kafka import ConsumedMessage
 from tradepulse.core.errors import StoreUnavailableError
+from tradepulse.service.maintenance import Maintenance
+from tradepulse.service.ops import Tuning, WorkerState
 from tradepulse.service.pipeline import AppliedBatch, Pipeline
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,11 @@ _BACKOFF_MAX_S = 5.0
 
 
 def _until_stored(
-    source: Source, stop: threading.Event, attempt: Callable[[T], R], arg: T
+    source: Source,
+    stop: threading.Event,
+    attempt: Callable[[T], R],
+    arg: T,
+    state: WorkerState,
 ) -> R | None:
     """``attempt(arg)`` until Redis accepts it (circuit open meanwhile: partitions paused,
     nothing committed, exponential backoff with jitter). ``None`` if stopped first."""
@@ -47,18 +54,23 @@ def _until_stored(
         try:
             result = attempt(arg)
         except StoreUnavailableError as exc:
+            metrics.REDIS_ERRORS.inc()
             if not paused:
                 log.warning("redis unavailable, consumption paused: %s", exc)
                 source.pause()
-                paused = True
+                paused = state.circuit_open = True
+                metrics.CIRCUIT_OPEN.set(1)
             if stop.is_set():
                 return None
+            state.turned()
             source.idle(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, _BACKOFF_MAX_S)
             continue
         if paused:
             log.warning("redis available again, consumption resumed")
             source.resume()
+            state.circuit_open = False
+            metrics.CIRCUIT_OPEN.set(0)
         return result
 
 
@@ -73,8 +85,8 @@ def run(
     pipeline: Pipeline,
     stop: threading.Event,
     *,
-    batch_size: int = 10_000,
-    batch_wait_ms: int = 100,
+    tuning: Tuning | None = None,
+    state: WorkerState | None = None,
     maintenance_interval_ms: int = 60_000,
     stale_after_ms: int = 10_000,
 ) -> None:
@@ -83,32 +95,53 @@ def run(
     Redis is unavailable the batch is retried with backoff and nothing is consumed or
     committed; stopping then returns without committing (the batch is read again). Every
     ``maintenance_interval_ms`` tokens idle for ``stale_after_ms`` are advanced and
-    rewritten (between batches, so a sweep never interleaves with a batch's writes)."""
-    next_sweep = time.monotonic() + maintenance_interval_ms / 1000
+    rewritten (between batches, so a sweep never interleaves with a batch's writes).
+    ``tuning`` (batch size and wait) is read at every batch, so it can change at run time."""
+    tuning = tuning or Tuning(batch_size=10_000, batch_wait_ms=100)
+    state = state or WorkerState()
+    maintenance = Maintenance(pipeline, maintenance_interval_ms, stale_after_ms)
     try:
         while not stop.is_set():
-            if time.monotonic() >= next_sweep:
-                try:
-                    log.debug("maintenance swept=%s", pipeline.sweep(stale_after_ms))
-                except StoreUnavailableError as exc:
-                    log.warning("maintenance postponed: %s", exc)
-                next_sweep = time.monotonic() + maintenance_interval_ms / 1000
-            batch = source.poll_batch(batch_size, batch_wait_ms / 1000)
+            state.turned()
+            if maintenance.tick() is not None:
+                metrics.ACTIVE_TOKENS.set(len(pipeline.market.tokens))
+                metrics.WATERMARK.set(pipeline.clock.now_ms())
+            batch = source.poll_batch(tuning.batch_size, tuning.batch_wait_ms / 1000)
             if not batch:
                 continue
             started = time.perf_counter()
-            applied = _until_stored(source, stop, pipeline.apply, batch)
-            if applied is None or _until_stored(source, stop, _write, (pipeline, applied)) is None:
+            applied = _until_stored(source, stop, pipeline.apply, batch, state)
+            if applied is None:
                 return  # stopped while Redis was down: nothing committed, nothing lost
+            if _until_stored(source, stop, _write, (pipeline, applied), state) is None:
+                return
             source.commit(applied.next_offsets)
-            seconds = time.perf_counter() - started
-            log.info(
-                "Batch processing completed total_trades=%s unique_tokens=%s "
-                "processing_time=%.6f trades_per_sec=%.0f",
-                len(batch),
-                len({m.key for m in batch}),
-                seconds,
-                len(batch) / seconds if seconds > 0 else 0.0,
-            )
+            _report(batch, time.perf_counter() - started, pipeline, state)
     finally:
         source.close()
+
+
+def _report(
+    batch: list[ConsumedMessage], seconds: float, pipeline: Pipeline, state: WorkerState
+) -> None:
+    """Metrics, state and the batch log line of one committed batch."""
+    size = len(batch)
+    state.batch_done(size, seconds)
+    market = pipeline.market
+    metrics.TRADES_CONSUMED.inc(size)
+    metrics.BATCH_SIZE.observe(size)
+    metrics.BATCH_SECONDS.observe(seconds)
+    outcomes = pipeline.take_outcomes()
+    metrics.TRADES_APPLIED.inc(outcomes.pop("applied", 0))
+    metrics.TRADES_DUPLICATE.inc(outcomes.pop("duplicates", 0))
+    metrics.TRADES_LATE.inc(outcomes.pop("late", 0))
+    for reason, count in outcomes.items():
+        metrics.TRADES_REJECTED.labels(reason).inc(count)
+    metrics.ACTIVE_TOKENS.set(len(market.tokens))
+    metrics.WATERMARK.set(pipeline.clock.now_ms())
+    log.info("Batch processing completed", extra={
+        "total_trades": size,
+        "unique_tokens": len({m.key for m in batch}),
+        "processing_time": round(seconds, 6),
+        "trades_per_sec": round(size / seconds) if seconds > 0 else 0,
+    })  # fmt: skip
