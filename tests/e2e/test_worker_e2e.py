@@ -94,7 +94,8 @@ def test_worker_mirrors_real_trades_in_redis_exactly(
     env = {**os.environ, "TRADEPULSE_KAFKA_BOOTSTRAP": kafka_bootstrap,
            "TRADEPULSE_KAFKA_TOPIC": topic, "TRADEPULSE_KAFKA_GROUP": group,
            "TRADEPULSE_REDIS_PREFIX": redis_prefix, "TRADEPULSE_CLOCK": "event",
-           "TRADEPULSE_BATCH_WAIT_MS": "50", "LOG_LEVEL": "WARN"}  # fmt: skip
+           "TRADEPULSE_BATCH_WAIT_MS": "50", "LOG_LEVEL": "WARN",
+           "TRADEPULSE_HTTP_PORT": "0"}  # fmt: skip
     worker = subprocess.Popen([sys.executable, "-m", "tradepulse", "worker"], env=env,
                               stderr=subprocess.PIPE)  # fmt: skip
     try:
@@ -132,4 +133,25 @@ def test_worker_mirrors_real_trades_in_redis_exactly(
                 assert close(got[field], value), (token, spec.name, field, got[field], value)
                 compared += 1
         assert stats["1hour"].last_trade_ms == max(t.ts_ms for t in trades)
+        assert_keys_as_specified(redis_client, store, token, max(t.ts_ms for t in trades))
     assert compared == 2 * 5 * 19
+
+
+def assert_keys_as_specified(
+    client: redis.Redis, store: RedisStore, token: str, newest_ms: int
+) -> None:
+    """ARCHITECTURE §5: names (with the ``{addr}`` hash tag), types, TTL = longest window,
+    ``indices`` per window plus ``base``, and the token in ``tokens:active``."""
+    keys = store.keys(token)
+    parts = ("trades", "indices", "aggregates", "last_update")
+    assert keys == tuple(f"{store_prefix(store)}token:{{{token}}}:{part}" for part in parts)
+    assert [client.type(k) for k in keys] == [b"list", b"hash", b"hash", b"string"]
+    assert all(3500 <= client.ttl(k) <= 3600 for k in keys), [client.ttl(k) for k in keys]
+    indices = {k.decode() for k in client.hkeys(keys[1])}  # type: ignore[union-attr]
+    assert indices == {s.name for s in SPECS} | {"base"}
+    assert client.zscore(store.active_key, token) == newest_ms
+    assert client.get(keys[3]).decode().endswith("+00:00")  # type: ignore[union-attr]
+
+
+def store_prefix(store: RedisStore) -> str:
+    return store.active_key.removesuffix("tokens:active")
