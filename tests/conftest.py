@@ -60,3 +60,29 @@ def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
 def topic() -> str:
     """A topic name no other test uses."""
     return f"trade-info-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> str:
+    """The real PostgreSQL (``TRADEPULSE_PG_DSN``, default the local ``test`` database) as a
+    role allowed to create, lock and drop databases."""
+    return os.environ.get("TRADEPULSE_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_dsn(pg_admin_dsn: str) -> Iterator[str]:
+    """DSN of a database ``tp_test_<hex>`` created empty for this test and dropped afterwards
+    (``WITH (FORCE)``: also when connections are left or the database was locked)."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = f"tp_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(pg_admin_dsn, dbname=name)
+    finally:
+        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            admin.execute(drop.format(sql.Identifier(name)))

@@ -29,6 +29,7 @@ from tradepulse.config import Settings, load_settings
 from tradepulse.core.errors import InvalidTradeError, TradepulseError
 from tradepulse.core.market import Market
 from tradepulse.core.windows import WindowSpec, parse_duration_ms, parse_windows
+from tradepulse.history_cli import candles_cmd, db_app, persist_cmd
 from tradepulse.service.replay import ReplaySummary, replay
 from tradepulse.service.sharded import replay_sharded
 
@@ -434,6 +435,11 @@ def worker_cmd(
 def version_cmd() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+app.add_typer(db_app, name="db")  # the PostgreSQL history (tradepulse.history_cli)
+app.command("candles")(candles_cmd)
+app.command("persist")(persist_cmd)
 
 
 def main() -> None:

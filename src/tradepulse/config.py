@@ -1,7 +1,9 @@
 """Settings: read once from the environment (and ``.env``), validated, typed.
 
 Nothing else in tradepulse reads ``os.environ``. A bad value stops start-up with a
-``ConfigError`` naming the variable and what it accepts.
+``ConfigError`` naming the variable and what it accepts. Values that may hold a password
+(``TRADEPULSE_PG_DSN``, ``TRADEPULSE_REDIS_URL``) are never echoed: not in errors, and not in
+the ``repr`` of ``Settings``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -41,10 +43,35 @@ class Settings(msgspec.Struct, frozen=True):
     stale_after_ms: int = 10_000
     http_host: str = "127.0.0.1"
     http_port: int = 9100
+    pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/test"  # may hold a password
+    persist_group: str = "tradepulse-persister"
+    persist_consumer: str = ""  # empty: the host name (stable across restarts of a pod)
+    persist_batch_size: int = 500
+    persist_claim_idle_ms: int = 60_000
 
     @property
     def dlq_topic(self) -> str:
         return self.kafka_dlq_topic or f"{self.kafka_topic}.dlq"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        """Every field, passwords in ``pg_dsn`` and ``redis_url`` shown as ``***``."""
+        fields = [(name, getattr(self, name)) for name in self.__struct_fields__]
+        return [(n, redact_password(v) if n in _SECRET_FIELDS else v) for n, v in fields]
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
+
+
+_SECRET_FIELDS = frozenset({"pg_dsn", "redis_url"})
+_URI_PASSWORD_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/]*):.*@")
+_KEY_PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:\\.|[^'\\])*'|[^\s&]+)")
+
+
+def redact_password(url: str) -> str:
+    """``url`` (a URI such as ``postgresql://u:pw@host/db`` or ``redis://:pw@host``, or libpq
+    ``key=value`` pairs) with its password shown as ``***``; errs on hiding too much."""
+    url = _URI_PASSWORD_RE.sub(r"\1:***@", url)
+    return _KEY_PASSWORD_RE.sub(r"\1***", url)
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -86,7 +113,8 @@ def _duration(name: str, value: str) -> object:
 def _redis_url(name: str, value: str) -> str:
     url = value.strip()
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"{name}={url!r}: accepts redis://host:port/db (or rediss://, unix://)")
+        shown = redact_password(url)
+        raise ConfigError(f"{name}={shown!r}: accepts redis://host:port/db (or rediss://, unix://)")
     return url
 
 
@@ -151,6 +179,35 @@ def _text(_name: str, value: str) -> str:
     return value
 
 
+def _stripped(_name: str, value: str) -> str:
+    return value.strip()
+
+
+def _non_empty(name: str, value: str) -> str:
+    if not value.strip():
+        raise ConfigError(f"{name}={value!r}: accepts a non-empty name")
+    return value.strip()
+
+
+def _pg_dsn(name: str, value: str) -> str:
+    """A libpq connection string: URI or ``key=value`` pairs ("": libpq's defaults).
+
+    Neither the value nor psycopg's message (which quotes it) is shown: it may hold a
+    password. psycopg is imported here, not at the top: it takes ~0.1 s to import.
+    """
+    from psycopg import Error
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(value)
+    except Error:
+        raise ConfigError(
+            f"{name}: not a PostgreSQL connection string (accepts "
+            "postgresql://user@host:port/dbname or host=... dbname=... pairs)"
+        ) from None  # the cause quotes the value
+    return value.strip()
+
+
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _HOST_PORT_RE = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
 
@@ -189,6 +246,11 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRADEPULSE_STALE_AFTER": ("stale_after_ms", _duration),
     "TRADEPULSE_HTTP_HOST": ("http_host", _host),
     "TRADEPULSE_HTTP_PORT": ("http_port", _port),
+    "TRADEPULSE_PG_DSN": ("pg_dsn", _pg_dsn),
+    "TRADEPULSE_PERSIST_GROUP": ("persist_group", _non_empty),
+    "TRADEPULSE_PERSIST_CONSUMER": ("persist_consumer", _stripped),
+    "TRADEPULSE_PERSIST_BATCH_SIZE": ("persist_batch_size", _int_at_least(1)),
+    "TRADEPULSE_PERSIST_CLAIM_IDLE": ("persist_claim_idle_ms", _duration),
     "LOG_LEVEL": ("log_level", _log_level),
     "TRADEPULSE_LOG_FORMAT": ("log_format", _log_format),
 }

@@ -77,6 +77,25 @@ CIRCUIT_OPEN = Gauge(
     "tradepulse_redis_circuit_open", "1 while Redis is unavailable and consumption is paused."
 )
 RSS = Gauge("tradepulse_process_rss_bytes", "Resident memory of this process.")
+BARS_PERSISTED = Counter(
+    "tradepulse_bars_persisted_total",
+    "Bar rows the persister wrote to PostgreSQL (older revisions, which change nothing, "
+    "are not counted; redeliveries of the same revision are).",
+)
+BAR_ENTRIES_MALFORMED = Counter(
+    "tradepulse_bar_entries_malformed_total",
+    "Entries of the finalized-bar stream that are not a valid bar: logged, acknowledged, "
+    "not stored.",
+)
+PERSISTER_RETRIES = Counter(
+    "tradepulse_persister_retries_total",
+    "Persister calls to Redis or PostgreSQL that failed and were retried after a backoff.",
+)
+PERSISTER_BATCH_SECONDS = Histogram(
+    "tradepulse_persister_batch_seconds",
+    "Time to store one batch of bars and acknowledge its entries (retries included).",
+    buckets=_SECONDS,
+)
 #: Metrics of the parent of ``worker --processes N`` only (its children do not export them).
 SUPERVISOR = CollectorRegistry()
 WORKER_RESTARTS = Counter(

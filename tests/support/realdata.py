@@ -356,3 +356,53 @@ def convert_to_jsonl(name: str, directory: Path) -> tuple[list[WireDict], Path]:
     ``directory/<name>.jsonl``; return the trades and the path."""
     trades = REAL_TRADE_FILES[name].convert()
     return trades, write_jsonl(trades, directory / f"{name}.jsonl")
+
+
+# --- 1-minute OHLCV files (``ohlcv_1m/``) ---------------------------------------------------
+
+OHLCV_1M_FILES: dict[str, str] = {
+    "hyperliquid_fartcoin": "ohlcv_1m/"
+    + "hyperliquid_perp_FARTCOIN-USDC_1m_ohlcv_20250721T0958Z-20250726T0541Z.csv",
+    "hyperliquid_kpepe": "ohlcv_1m/"
+    + "hyperliquid_perp_kPEPE-USDC_1m_ohlcv_20250721T0748Z-20250726T0500Z.csv",
+    "hyperliquid_wif": "ohlcv_1m/"
+    + "hyperliquid_perp_WIF-USDC_1m_ohlcv_20250721T1122Z-20250726T0521Z.csv",
+    "hyperliquid_popcat": "ohlcv_1m/"
+    + "hyperliquid_perp_POPCAT-USDC_1m_ohlcv_20250721T0822Z-20250726T0529Z.csv",
+    "hyperliquid_pengu": "ohlcv_1m/"
+    + "hyperliquid_perp_PENGU-USDC_1m_ohlcv_20250721T0953Z-20250726T0541Z.csv",
+    "binance_xrpeth": "ohlcv_1m/"
+    + "binance_spot_XRPETH_1m_ohlcv_freqtrade_20191011T0000Z-20191012T0600Z_shared.csv",
+    "freqtrade_unittest_btc": "ohlcv_1m/freqtrade_UNITTEST_BTC_1m_ohlcv_20171104-20171114.csv",
+}
+"""The 1-minute OHLCV files by short name (see SOURCES.md for what each one is)."""
+
+
+def ohlcv_1m_rows(name: str) -> list[dict[str, Any]]:
+    """The bars of ``OHLCV_1M_FILES[name]``, oldest first, as dicts ``open_ms`` (int epoch
+    ms of the UTC minute start, from ``open_time_utc`` ISO text or ``open_time_ms``) and
+    ``open``, ``high``, ``low``, ``close``, ``volume`` (``float()`` of the CSV text).
+    Missing minutes stay missing; nothing is filled or derived here."""
+    from datetime import UTC, datetime, timedelta
+
+    out = []
+    for row in _rows(OHLCV_1M_FILES[name]):
+        if "open_time_ms" in row:
+            open_ms = int(row["open_time_ms"])
+        else:
+            moment = datetime.fromisoformat(row["open_time_utc"])
+            open_ms = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+        bar: dict[str, Any] = {"open_ms": open_ms}
+        for field in ("open", "high", "low", "close", "volume"):
+            bar[field] = float(row[field])
+        out.append(bar)
+    return sorted(out, key=lambda b: b["open_ms"])
+
+
+# ---------------------------------------------------------------------------- indicators
+
+
+def indicator_reference(name: str) -> list[dict[str, str]]:
+    """Rows of ``indicator_reference/ta_cs-<name>.csv`` (``rsi``, ``macd``, ``ppo``,
+    ``bbands``, ``vwap``) as text, columns as in the file (see SOURCES.md)."""
+    return list(_rows(f"indicator_reference/ta_cs-{name}.csv"))

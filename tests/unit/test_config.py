@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import pytest
+from rich.pretty import pretty_repr
 
-from tradepulse.config import load_settings
+from tradepulse.config import load_settings, redact_password
 from tradepulse.core.errors import ConfigError
 
 
@@ -40,6 +42,12 @@ def test_environment_overrides_dotenv(tmp_path: Path) -> None:
         ("TRADEPULSE_CLOCK", "lunar"),
         ("TRADEPULSE_BATCH_SIZE", "0"),
         ("TRADEPULSE_BATCH_WAIT_MS", "soon"),
+        ("TRADEPULSE_PG_DSN", "nonsense"),
+        ("TRADEPULSE_PERSIST_GROUP", " "),
+        ("TRADEPULSE_PERSIST_BATCH_SIZE", "0"),
+        ("TRADEPULSE_PERSIST_BATCH_SIZE", "many"),
+        ("TRADEPULSE_PERSIST_CLAIM_IDLE", "soon"),
+        ("TRADEPULSE_PERSIST_CLAIM_IDLE", "0s"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, tmp_path: Path) -> None:
@@ -76,3 +84,78 @@ def test_worker_settings_defaults_and_overrides(tmp_path: Path) -> None:
     assert (s.dlq_topic, s.clock, s.batch_wait_ms, s.redis_url, s.redis_prefix) == (
         "dead", "event", 0, "redis://127.0.0.1:6379/3", "t:",
     )  # fmt: skip
+
+
+def test_history_settings_without_environment_take_defaults(tmp_path: Path) -> None:
+    s = load_settings({}, dotenv=tmp_path / "none")
+    assert s.pg_dsn == "postgresql://postgres@127.0.0.1:5432/test"
+    assert (s.persist_group, s.persist_consumer, s.persist_batch_size) == (
+        "tradepulse-persister", "", 500,
+    )  # fmt: skip
+    assert s.persist_claim_idle_ms == 60_000
+
+
+def test_history_settings_from_environment_read_and_stripped(tmp_path: Path) -> None:
+    env = {
+        "TRADEPULSE_PG_DSN": " host=db port=5433 dbname=history ",
+        "TRADEPULSE_PERSIST_GROUP": " archivers ",
+        "TRADEPULSE_PERSIST_CONSUMER": " pod-1 ",
+        "TRADEPULSE_PERSIST_BATCH_SIZE": "50",
+        "TRADEPULSE_PERSIST_CLAIM_IDLE": "30s",
+    }
+    s = load_settings(env, dotenv=tmp_path / "none")
+    assert (s.pg_dsn, s.persist_group, s.persist_consumer) == (
+        "host=db port=5433 dbname=history", "archivers", "pod-1",
+    )  # fmt: skip
+    assert (s.persist_batch_size, s.persist_claim_idle_ms) == (50, 30_000)
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "host=db password=s3cret-pw port",  # a key without "="
+        "postgresql://u:s3cret-pw@[::1/db",  # psycopg's message quotes the whole URI
+        "postgresql://u:s3cret-pw@h/db?bogus=1",
+    ],
+)
+def test_bad_pg_dsn_error_names_variable_and_hides_password(dsn: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"TRADEPULSE_PG_DSN": dsn}, dotenv=tmp_path / "none")
+    message = str(info.value)
+    assert "TRADEPULSE_PG_DSN" in message and "postgresql://user@host:port/dbname" in message
+    assert "s3cret" not in "".join(traceback.format_exception(info.value))
+
+
+def test_bad_redis_url_error_hides_password(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="TRADEPULSE_REDIS_URL") as info:
+        load_settings({"TRADEPULSE_REDIS_URL": "http://:s3cret@cache:6379"}, dotenv=tmp_path / "x")
+    assert "s3cret" not in str(info.value)
+
+
+def test_settings_repr_hides_passwords_but_keeps_them_for_use(tmp_path: Path) -> None:
+    env = {
+        "TRADEPULSE_PG_DSN": "postgresql://app:s3cret@db:5432/history",
+        "TRADEPULSE_REDIS_URL": "redis://:r3dis@cache:6379/0",
+    }
+    s = load_settings(env, dotenv=tmp_path / "none")
+    assert (s.pg_dsn, s.redis_url) == (env["TRADEPULSE_PG_DSN"], env["TRADEPULSE_REDIS_URL"])
+    for shown in (repr(s), str(s), pretty_repr(s)):
+        assert "s3cret" not in shown and "r3dis" not in shown
+        assert "postgresql://app:***@db:5432/history" in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://app:s3cret@db/h", "postgresql://app:***@db/h"),
+        ("postgresql://app@db/h", "postgresql://app@db/h"),
+        ("postgresql://db:5432/h", "postgresql://db:5432/h"),
+        ("postgresql://app@db/h?password=s3cret&sslmode=require",
+         "postgresql://app@db/h?password=***&sslmode=require"),
+        ("host=db password=s3cret dbname=h", "host=db password=*** dbname=h"),
+        ("host=db password = 's3 cret' dbname=h", "host=db password = *** dbname=h"),
+        ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
+    ],
+)  # fmt: skip
+def test_redact_password_every_dsn_form_password_hidden(url: str, shown: str) -> None:
+    assert redact_password(url) == shown

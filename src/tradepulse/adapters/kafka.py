@@ -124,6 +124,7 @@ _GROUP_DEFAULTS: dict[str, object] = {
     "heartbeat.interval.ms": 300,
     "max.poll.interval.ms": 60_000,
     "topic.metadata.refresh.interval.ms": 5_000,
+    "fetch.wait.max.ms": 5,
 }
 
 
@@ -143,6 +144,7 @@ class TradeConsumer:
         self.topic = topic
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._pending: dict[int, int] = {}  # offsets committed without waiting
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -173,6 +175,7 @@ class TradeConsumer:
             self._on_assign([p.partition for p in partitions])
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit_pending([p.partition for p in partitions])
         if self._on_revoke is not None:
             self._on_revoke([p.partition for p in partitions])
 
@@ -188,15 +191,38 @@ class TradeConsumer:
                 log.warning("consume error topic=%s error=%s", self.topic, err)
         return out
 
-    def commit(self, next_offsets: dict[int, int]) -> None:
-        """Commit, synchronously, the next offset to read per partition."""
+    def commit(self, next_offsets: dict[int, int], *, wait: bool = False) -> None:
+        """Commit the next offset to read per partition. Called only after the batch's
+        writes were acknowledged, so the commit need not be waited for (``wait=False``):
+        if it is lost, the batch is read again and changes nothing (idempotent state);
+        librdkafka sends commits in order. ``close`` and revocations commit what is
+        pending synchronously."""
         if not next_offsets:
             return
         offsets = [TopicPartition(self.topic, p, o) for p, o in next_offsets.items()]
+        self._pending.update(next_offsets)
+        try:
+            if wait:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            raise BrokerError(f"offset commit failed: {exc.args[0]}") from exc
+        if wait:
+            self._pending.clear()
+
+    def _commit_pending(self, partitions: list[int] | None = None) -> None:
+        """Wait for the commit of what was processed (all, or of ``partitions``)."""
+        pending = {p: o for p, o in self._pending.items() if partitions is None or p in partitions}
+        if not pending:
+            return
+        offsets = [TopicPartition(self.topic, p, o) for p, o in pending.items()]
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            raise BrokerError(f"offset commit failed: {exc.args[0]}") from exc
+            log.warning("final offset commit failed (the batch will be read again): %s", exc)
+        for p in pending:
+            self._pending.pop(p, None)
 
     def pause(self) -> None:
         """Stop fetching from every assigned partition (membership is kept by ``idle``)."""
@@ -212,6 +238,7 @@ class TradeConsumer:
         self._consumer.consume(num_messages=1, timeout=seconds)
 
     def close(self) -> None:
+        self._commit_pending()
         self._consumer.close()
 
 

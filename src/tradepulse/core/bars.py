@@ -1,10 +1,20 @@
-"""1-minute bars: the record shared by the bar builder, the Redis hand-off and PostgreSQL."""
+"""1-minute bars: the record shared by the bar builder, the Redis hand-off and PostgreSQL,
+and ``BarBuilder``, which makes them from one token's trades (pure: time is passed in)."""
 
 from __future__ import annotations
 
+import math
+from array import array
+from collections.abc import Iterable
+from heapq import heappop, heappush
+from itertools import chain
+
 import msgspec
 
+from tradepulse.core.clock import NEVER
+from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
+from tradepulse.core.windows import AddResult
 
 MINUTE_MS = 60_000
 
@@ -30,3 +40,247 @@ class Bar(msgspec.Struct, frozen=True, gc=False):
     trades: int
     vwap: float
     revision: int = 0
+
+
+DEFAULT_GRACE_MS = 2_000
+DEFAULT_HORIZON_MS = 3_600_000
+
+
+def minute_of(ts_ms: TsMs) -> TsMs:
+    """Start of the UTC minute holding ``ts_ms`` (floor, also for negative times)."""
+    return ts_ms - ts_ms % MINUTE_MS
+
+
+class BarBuilderSnapshot(msgspec.Struct, frozen=True):
+    """What a ``BarBuilder`` knows beyond its trades (see ``BarBuilder.restore``).
+
+    ``clock_ms`` is ``T`` of the last ``advance``; bars with ``open_ms < final_before_ms`` are
+    final. ``revised`` maps a final bar already emitted with a revision >= 1 to that revision
+    (every other emitted final bar was emitted with revision 0); ``pending`` maps a final bar
+    whose current content has not been emitted yet to the revision it will be emitted with.
+    """
+
+    clock_ms: TsMs
+    final_before_ms: TsMs
+    revised: dict[TsMs, int] = {}
+    pending: dict[TsMs, int] = {}
+
+
+class _Minute:
+    """The trades of one minute, reduced to what a bar needs, kept exact.
+
+    Open and close are the prices of the first and last trade by time; ties keep arrival
+    order (a later arrival with an equal time replaces the close, never the open), so the
+    result is that of sorting by ``(ts_ms, arrival)``. The amounts are kept one per trade
+    (8 bytes each) and summed with ``math.fsum`` when a bar is built: the sums are exactly
+    rounded, hence independent of arrival order, and a late trade corrects them exactly.
+    """
+
+    __slots__ = ("amounts", "bar", "buys", "close", "first_ms", "high", "last_ms", "low", "open",
+                 "sells", "sent")  # fmt: skip
+
+    def __init__(self, trade: Trade) -> None:
+        price = trade.price_usd
+        self.first_ms = self.last_ms = trade.ts_ms
+        self.open = self.close = self.high = self.low = price
+        self.amounts = array("d", [trade.token_amount])
+        self.buys = array("d", [trade.volume_usd] if trade.is_buy else [])
+        self.sells = array("d", [] if trade.is_buy else [trade.volume_usd])
+        self.sent = -1  # revision last emitted; -1: never
+        self.bar: Bar | None = None  # cache of the current content (revision 0)
+
+    def add(self, trade: Trade) -> None:
+        ts, price = trade.ts_ms, trade.price_usd
+        if ts < self.first_ms:
+            self.first_ms, self.open = ts, price
+        if ts >= self.last_ms:
+            self.last_ms, self.close = ts, price
+        if price > self.high:
+            self.high = price
+        elif price < self.low:
+            self.low = price
+        self.amounts.append(trade.token_amount)
+        (self.buys if trade.is_buy else self.sells).append(trade.volume_usd)
+        self.bar = None
+
+    def to_bar(self, token: TokenId, open_ms: TsMs, revision: int) -> Bar:
+        """The bar with ``revision``; O(trades) for the exact sums, cached until a trade."""
+        bar = self.bar
+        if bar is None:
+            volume = math.fsum(self.amounts)
+            volume_usd = math.fsum(chain(self.buys, self.sells))
+            bar = self.bar = Bar(
+                token, open_ms, self.open, self.high, self.low, self.close, volume, volume_usd,
+                math.fsum(self.buys), math.fsum(self.sells), len(self.amounts),
+                volume_usd / volume,
+            )  # fmt: skip
+        return bar if revision == 0 else msgspec.structs.replace(bar, revision=revision)
+
+
+class BarBuilder:
+    """The 1-minute bars of one token, fed one trade at a time; pure (time is passed in).
+
+    Timeline of one bar with ``grace_ms = 2_000`` (times relative to ``open_ms``)::
+
+        0                            60_000     62_000
+        [───── trades of the bar ─────)           │
+                                      │  grace   │
+                                                 T >= 62_000: final, emitted (revision 0)
+        a trade of the bar arriving later corrects it: the next ``advance`` re-emits it
+        with revision + 1, as long as the minute is inside the horizon
+
+    * ``add(trade)`` files the trade under its minute ``ts_ms - ts_ms % 60_000``. It does not
+      deduplicate: the caller (the window engine) drops repeated trades first.
+    * ``advance(now_ms)`` moves the token's clock ``T`` (it never goes back; pass the token's
+      evaluation time, which already covers its newest trade) and returns, oldest first,
+      the bars that became final (``open_ms + 60_000 + grace_ms <= T``, revision 0) and
+      the final bars changed by late trades since the previous call (revision + 1, once per
+      call however many late trades arrived). A minute without trades has no bar; a trade
+      arriving after such a minute became final creates its bar, emitted with revision 0.
+    * The horizon: a trade whose minute starts at or before ``T - horizon_ms`` (``T`` of the
+      last ``advance``) is refused (``AddResult.LATE``), and such bars are forgotten. Every
+      bar held therefore consists of trades newer than ``T - horizon_ms``, which the window
+      engine retains when ``horizon_ms`` is at most its longest window: a restart can rebuild
+      the bars exactly from those trades (``restore``).
+
+    Cost: ``add`` O(1); building a bar is O(trades in its minute) (exact sums), done once per
+    change; ``advance`` O(bars emitted + log bars held).
+    """
+
+    __slots__ = ("_clock_ms", "_final_before_ms", "_live", "_minutes", "_order", "_unsent",
+                 "grace_ms", "horizon_ms", "token")  # fmt: skip
+
+    def __init__(
+        self,
+        token: TokenId,
+        *,
+        grace_ms: int = DEFAULT_GRACE_MS,
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+    ) -> None:
+        if grace_ms < 0:
+            raise ValueError(f"grace_ms must be >= 0, got {grace_ms}")
+        if horizon_ms < MINUTE_MS + grace_ms:
+            raise ValueError(f"horizon_ms must be >= 60_000 + grace_ms, got {horizon_ms}")
+        self.token = token
+        self.grace_ms = grace_ms
+        self.horizon_ms = horizon_ms
+        self._clock_ms: TsMs = NEVER
+        self._final_before_ms: TsMs = NEVER  # bars with open_ms < this are final
+        self._minutes: dict[TsMs, _Minute] = {}
+        self._order: list[TsMs] = []  # heap of the minutes held, to forget the oldest
+        self._live: set[TsMs] = set()  # minutes not final yet
+        self._unsent: set[TsMs] = set()  # final minutes whose content was not emitted
+
+    @property
+    def clock_ms(self) -> TsMs:
+        """``T`` of the last ``advance`` (``NEVER`` before the first)."""
+        return self._clock_ms
+
+    def add(self, trade: Trade) -> AddResult:
+        """File ``trade``: ``APPLIED``, or ``LATE`` when its minute is beyond the horizon.
+
+        Raises ``ValueError`` for a trade of another token."""
+        if trade.token != self.token:
+            raise ValueError(f"trade of token {trade.token!r} given to bars of {self.token!r}")
+        ts = trade.ts_ms
+        start = ts - ts % MINUTE_MS
+        if start <= self._clock_ms - self.horizon_ms:
+            return AddResult.LATE
+        minute = self._minutes.get(start)
+        if minute is None:
+            self._minutes[start] = _Minute(trade)
+            heappush(self._order, start)
+            (self._live if start >= self._final_before_ms else self._unsent).add(start)
+        else:
+            minute.add(trade)
+            if start < self._final_before_ms:
+                self._unsent.add(start)
+        return AddResult.APPLIED
+
+    def advance(self, now_ms: TsMs) -> list[Bar]:
+        """Move ``T`` to ``max(T, now_ms)``; return the bars to emit, oldest first."""
+        self._clock_ms = max(self._clock_ms, now_ms)
+        boundary = minute_of(self._clock_ms - self.grace_ms)
+        if boundary > self._final_before_ms:
+            self._final_before_ms = boundary
+            done = [start for start in self._live if start < boundary]
+            self._live.difference_update(done)
+            self._unsent.update(done)
+        out: list[Bar] = []
+        if self._unsent:
+            for start in sorted(self._unsent):
+                minute = self._minutes[start]
+                minute.sent += 1
+                out.append(minute.to_bar(self.token, start, minute.sent))
+            self._unsent.clear()
+        self._forget(self._clock_ms - self.horizon_ms)
+        return out
+
+    def _forget(self, cut_ms: TsMs) -> None:
+        """Drop the bars whose minute starts at or before ``cut_ms`` (all final and sent)."""
+        order = self._order
+        while order and order[0] <= cut_ms:
+            del self._minutes[heappop(order)]
+
+    def forming(self, now_ms: TsMs) -> Bar | None:
+        """The newest bar when it is not final at ``max(T, now_ms)`` (revision 0), else None.
+
+        During a grace period two bars can be non-final; this is the newer one."""
+        if not self._live:
+            return None
+        newest = max(self._live)
+        t_ms = max(now_ms, self._clock_ms)
+        if newest < minute_of(t_ms - self.grace_ms):
+            return None
+        return self._minutes[newest].to_bar(self.token, newest, 0)
+
+    def bars(self) -> list[Bar]:
+        """Every bar held, oldest first, each with the revision it was last emitted with, or
+        will be emitted with when it has unsent changes (0 for bars not final)."""
+        out = []
+        for start in sorted(self._minutes):
+            minute = self._minutes[start]
+            revision = minute.sent + 1 if start in self._unsent else max(minute.sent, 0)
+            out.append(minute.to_bar(self.token, start, revision))
+        return out
+
+    def snapshot(self) -> BarBuilderSnapshot:
+        """The state that trades alone cannot rebuild (small: usually two numbers)."""
+        minutes, unsent = self._minutes, self._unsent
+        return BarBuilderSnapshot(
+            clock_ms=self._clock_ms,
+            final_before_ms=self._final_before_ms,
+            revised={s: m.sent for s, m in minutes.items() if m.sent > 0 and s not in unsent},
+            pending={s: minutes[s].sent + 1 for s in sorted(unsent)},
+        )
+
+    @classmethod
+    def restore(
+        cls,
+        token: TokenId,
+        snapshot: BarBuilderSnapshot,
+        trades: Iterable[Trade],
+        *,
+        grace_ms: int = DEFAULT_GRACE_MS,
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+    ) -> BarBuilder:
+        """The builder that took ``snapshot``, rebuilt from the trades it had accepted.
+
+        ``trades``: oldest first, equal times in arrival order (the window engine's
+        retained trades), at least every trade accepted with a minute starting after
+        ``snapshot.clock_ms - horizon_ms``; older ones are ignored. The result then emits
+        exactly what the original would have emitted (bit for bit)."""
+        builder = cls(token, grace_ms=grace_ms, horizon_ms=horizon_ms)
+        builder._clock_ms = snapshot.clock_ms
+        builder._final_before_ms = snapshot.final_before_ms
+        for trade in trades:
+            builder.add(trade)
+        for start in list(builder._unsent):  # final bars: sent unless pending
+            minute = builder._minutes[start]
+            pending = snapshot.pending.get(start)
+            if pending is None:
+                minute.sent = snapshot.revised.get(start, 0)
+                builder._unsent.discard(start)
+            else:
+                minute.sent = pending - 1
+        return builder

@@ -11,6 +11,10 @@ translated where they enter (``raise ... from e``)::
     ├── InputError             an input file or stream cannot be read
     ├── BrokerError            the message broker cannot be reached or refused an operation
     └── StoreUnavailableError  the live-state store (Redis) cannot be reached or failed
+        └── HistoryUnavailableError  the history database (PostgreSQL) cannot be reached
+                                     or a statement failed
+
+Catching ``StoreUnavailableError`` covers both stores (the persister retries either).
 """
 
 
@@ -54,4 +58,9 @@ class BrokerError(TradepulseError):
 
 
 class StoreUnavailableError(TradepulseError):
-    """The live-state store (Redis) cannot be reached or a command failed."""
+    """The live-state store (Redis) cannot be reached or a command failed; the base of
+    ``HistoryUnavailableError``, so catching it covers every store."""
+
+
+class HistoryUnavailableError(StoreUnavailableError):
+    """The history database (PostgreSQL) cannot be reached or a statement failed."""

@@ -1,0 +1,105 @@
+"""Produce-to-visible latency of the worker at a steady rate (imported by bench/worker.py).
+
+A producer sends trades at ``rate`` per second (2,000 Zipf tokens, keyed by token,
+``linger.ms=1``). Every 10 ms one of them is a probe: a trade of one of 8 probe tokens,
+stamped with the wall time of its ``produce`` call as ``trans_time``. A poller reads the
+probes' scores in the token index ``tokens:active`` (score = newest trade time) every
+0.5 ms; a probe is visible at the first poll whose score for its token reaches its time.
+Latency = that poll's time − the probe's produce time. The probes travel with the load
+(same topic, partitions, batches), so they sample the latency of every trade; the poll
+interval and the millisecond timestamps bound the resolution (about 1.5 ms, reported).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import numpy as np
+import redis
+from confluent_kafka import Producer
+
+PROBES = [f"PROBE{i}" for i in range(8)]
+
+
+def _wire(token: str, ts_ms: int, seq: int, rnd: random.Random) -> bytes:
+    side = "buy" if rnd.random() < 0.5 else "sell"
+    return (
+        f'{{"token":"{token}","wallet":"w{rnd.randrange(5000)}","sell_buy":"{side}",'
+        f'"native_amount":1.5,"token_amount":{rnd.uniform(1, 1e6):.6f},'
+        f'"price_usd":{rnd.uniform(1e-6, 1):.9f},"trans_time":{ts_ms},'
+        f'"tx_hash":"lat{seq}","event_index":0}}'
+    ).encode()
+
+
+class _Poller(threading.Thread):
+    """Records, per probe, each new score with the wall time (ms) it was first seen."""
+
+    def __init__(self, client: redis.Redis, active_key: str) -> None:
+        super().__init__(daemon=True)
+        self.client, self.key = client, active_key
+        self.seen: dict[str, list[tuple[int, float]]] = {p: [] for p in PROBES}
+        self.done = threading.Event()
+        self.polls = 0
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            now = time.time() * 1000
+            scores = self.client.zmscore(self.key, PROBES)
+            self.polls += 1
+            for probe, score in zip(PROBES, scores, strict=True):
+                seen = self.seen[probe]
+                if score is not None and (not seen or score > seen[-1][0]):
+                    seen.append((int(score), now))
+            time.sleep(0.0005)
+
+
+def measure(
+    bootstrap: str, topic: str, client: redis.Redis, active_key: str,
+    rate: int, seconds: float, tokens: int = 2_000,
+) -> dict[str, float | int]:  # fmt: skip
+    """Run the steady phase and return the probes' latency percentiles in milliseconds."""
+    names = [f"LOAD{i:05d}" for i in range(tokens)]
+    poller = _Poller(client, active_key)
+    poller.start()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+    rnd = random.Random(7)
+    sent: list[tuple[str, int]] = []
+    total, probe_every = int(rate * seconds), max(rate // 100, 1)
+    started = time.perf_counter()
+    for seq in range(total):
+        due = started + seq / rate
+        while (ahead := due - time.perf_counter()) > 0:
+            time.sleep(min(ahead, 0.001))
+        ts_ms = int(time.time() * 1000)
+        if seq % probe_every == 0:
+            token = PROBES[(seq // probe_every) % len(PROBES)]
+            sent.append((token, ts_ms))
+        else:
+            token = names[min(int(rnd.paretovariate(1.1)) - 1, tokens - 1)]
+        producer.produce(topic, key=token, value=_wire(token, ts_ms, seq, rnd))
+        producer.poll(0)
+    send_s = time.perf_counter() - started
+    producer.flush(30)
+    time.sleep(2.0)
+    poller.done.set()
+    poller.join(5)
+    latencies = []
+    for token, ts in sent:
+        visible = next((at for score, at in poller.seen[token] if score >= ts), None)
+        if visible is not None:
+            latencies.append(visible - ts)
+    lat = np.array(latencies)
+    return {
+        "rate_per_s": rate,
+        "trades_sent": total,
+        "send_seconds": send_s,
+        "probes_sent": len(sent),
+        "probes_visible": len(latencies),
+        "latency_ms_p50": float(np.percentile(lat, 50)),
+        "latency_ms_p90": float(np.percentile(lat, 90)),
+        "latency_ms_p99": float(np.percentile(lat, 99)),
+        "latency_ms_max": float(lat.max()),
+        "polls_per_s": poller.polls / (send_s + 2.0),
+    }
