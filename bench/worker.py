@@ -95,14 +95,18 @@ def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis
         total_s = time.perf_counter() - started
         worker_cpu = cpu_s(wproc)
         cpu1 = (cpu_s(broker_proc), redis_cpu_s(client))
+        time.sleep(1.0)
         parsed = samples(ops(port, "/metrics")[1])
         applied = sum(v for _, v in parsed["tradepulse_trades_applied_total"])
+        outcomes = {name: sum(v for _, v in parsed[f"tradepulse_trades_{name}_total"])
+                    for name in ("consumed", "applied", "duplicate", "late")}  # fmt: skip
+        outcomes["rejected"] = parsed.get("tradepulse_trades_rejected_total", [])  # type: ignore[assignment]
         indexed = client.zcard(f"{prefix}tokens:active")
         stop_worker(worker)
     finally:
         for key in client.scan_iter(match=prefix + "*", count=1000):
             client.delete(key)
-    assert applied == trades, f"the worker applied {applied} of {trades} trades"
+    assert applied == trades, f"the worker applied {applied} of {trades} trades: {outcomes}"
     assert indexed > 1_000, f"only {indexed} tokens in the index"
     steady_s = total_s - (first_commit or 0.0)
     return {

@@ -380,11 +380,13 @@ def _synthetic_messages(count: int | None, seed: int) -> Iterator[tuple[str | No
     from tradepulse.adapters.synthetic import SyntheticMarket
     from tradepulse.adapters.wire import encode_trade
 
-    rate = 10_000.0
-    start_ms = wall_now_ms() - round((count or 0) / rate * 1000) - 1_000
-    market = SyntheticMarket(seed=seed, tokens=2_000, wallets=50_000, start_ms=start_ms,
-                             rate_per_s=rate)  # fmt: skip
-    for trade in market.generate(count or 0):
+    def market_from(start_ms: int) -> SyntheticMarket:
+        return SyntheticMarket(seed=seed, tokens=2_000, wallets=50_000, start_ms=start_ms,
+                               rate_per_s=10_000.0)  # fmt: skip
+
+    # The last trade is one second before now (a trade in the future would be refused).
+    start_ms = wall_now_ms() - market_from(0).span_ms(count or 0) - 1_000
+    for trade in market_from(start_ms).generate(count or 0):
         yield trade.token, encode_trade(trade)
 
 

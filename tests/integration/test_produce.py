@@ -47,6 +47,7 @@ def consume_all(
 def test_synthetic_trades_keyed_by_token_one_partition_each(
     kafka_bootstrap: str, topic: str
 ) -> None:
+    before_ms = int(time.time() * 1000)
     result = produce("--synthetic", "2000", "--topic", topic, "--bootstrap", kafka_bootstrap,
                      "--partitions", "4")  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
@@ -63,6 +64,8 @@ def test_synthetic_trades_keyed_by_token_one_partition_each(
     assert all(len(p) == 1 for p in partitions_of.values())
     assert len({p for ps in partitions_of.values() for p in ps}) > 1  # spread over partitions
     assert all(t == sorted(t) for t in times_of.values())  # per-token order kept
+    newest = max(max(t) for t in times_of.values())
+    assert before_ms - 3_000 <= newest <= int(time.time() * 1000)  # ends about now, not later
 
 
 def test_file_lines_sent_unchanged_bad_ones_without_key(

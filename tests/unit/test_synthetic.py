@@ -42,6 +42,13 @@ def test_generate_shorter_run_is_prefix_of_longer_run() -> None:
     assert long[:1_000] == short
 
 
+@pytest.mark.parametrize("n", [1, 999, 60_000, 250_000])
+def test_span_ms_is_the_time_of_the_last_generated_trade(n: int) -> None:
+    span = SyntheticMarket(seed=11, start_ms=0, rate_per_s=10_000).span_ms(n)
+    *_, last = SyntheticMarket(seed=11, start_ms=START_MS, rate_per_s=10_000).generate(n)
+    assert last.ts_ms - START_MS == span
+
+
 def test_generate_n_trades_in_time_order_from_start(trades: list[Trade]) -> None:
     assert len(trades) == N
     assert trades[0].ts_ms >= START_MS

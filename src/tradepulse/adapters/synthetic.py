@@ -324,6 +324,18 @@ class SyntheticMarket:
             remaining -= len(chunk)
             yield from self._materialize(chunk, chunk.ts_ms)
 
+    def span_ms(self, n: int) -> int:
+        """Time from ``start_ms`` to the ``n``-th trade of ``generate(n)``, without building
+        the trades. Consumes the market: ask a fresh copy (same seed and parameters)."""
+        remaining, last_ms = n, self.start_ms
+        while remaining > 0:
+            while len(self._buffer) < min(remaining, CHUNK_TRADES):
+                self._extend(self._spells(CHUNK_TRADES, 0.0))
+            chunk = self._take(min(remaining, CHUNK_TRADES))
+            last_ms = int(chunk.ts_ms[-1])
+            remaining -= len(chunk)
+        return last_ms - self.start_ms
+
     def live(self, now_ms: TsMs, elapsed_ms: int) -> list[Trade]:
         """The trades of the next ``elapsed_ms`` of synthetic time, re-stamped into
         ``(now_ms - elapsed_ms, now_ms]`` (keeping their spacing). Empty when
