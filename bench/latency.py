@@ -1,7 +1,7 @@
 """Produce-to-visible latency of the worker at a steady rate (imported by bench/worker.py).
 
 A producer sends trades at ``rate`` per second (2,000 Zipf tokens, keyed by token,
-``linger.ms=1``). Every 10 ms one of them is a probe: a trade of one of 8 probe tokens,
+``linger.ms=5``, librdkafka's default). Every 10 ms one of them is a probe: a trade of one of 8 probe tokens,
 stamped with the wall time of its ``produce`` call as ``trans_time``. A poller reads the
 probes' scores in the token index ``tokens:active`` (score = newest trade time) every
 0.5 ms; a probe is visible at the first poll whose score for its token reaches its time.
@@ -63,7 +63,7 @@ def measure(
     names = [f"LOAD{i:05d}" for i in range(tokens)]
     poller = _Poller(client, active_key)
     poller.start()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})  # the default
     rnd = random.Random(7)
     sent: list[tuple[str, int]] = []
     total, probe_every = int(rate * seconds), max(rate // 100, 1)

@@ -139,6 +139,8 @@ def latency(bootstrap: str, client: redis.Redis, rate: int, seconds: float) -> d
         while not ops_ready(port):
             assert time.monotonic() < deadline and worker.poll() is None, "worker not ready"
             time.sleep(0.2)
+        if os.environ.get("BENCH_LATENCY_TUNING"):
+            ops(port, f"/performance/optimize/{os.environ['BENCH_LATENCY_TUNING']}", "POST")
         result = measure(bootstrap, topic, client, f"{prefix}tokens:active", rate, seconds)
         perf = ops(port, "/performance")[1]
         result["worker_batches"] = perf["batches"]

@@ -180,9 +180,18 @@ class TradeConsumer:
             self._on_revoke([p.partition for p in partitions])
 
     def poll_batch(self, max_messages: int, max_wait_s: float) -> list[ConsumedMessage]:
-        """Up to ``max_messages`` messages, waiting at most ``max_wait_s`` for the first."""
+        """Up to ``max_messages`` messages: all that are already fetched (never waiting
+        while some are), else the first to arrive within ``max_wait_s`` with whatever came
+        with it. Batches so grow with the backlog (throughput) and stay small when the
+        worker keeps up (latency: no message waits for others to fill a batch)."""
+        consume = self._consumer.consume
+        raw = consume(num_messages=max_messages, timeout=0)
+        if not raw:
+            raw = consume(num_messages=1, timeout=max_wait_s)
+            if raw and max_messages > 1:
+                raw += consume(num_messages=max_messages - 1, timeout=0)
         out: list[ConsumedMessage] = []
-        for msg in self._consumer.consume(num_messages=max_messages, timeout=max_wait_s):
+        for msg in raw:
             err = msg.error()
             if err is None:
                 out.append(ConsumedMessage(msg.partition() or 0, msg.offset() or 0, msg.key(),

@@ -24,13 +24,15 @@ reported back so that the caller sends a full view.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import redis
-from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from tradepulse import metrics
 from tradepulse.core.errors import StoreUnavailableError
@@ -123,7 +125,7 @@ class RedisStore:
         self._client = client
         self._prefix = prefix
         self._ttl_s = ttl_s
-        self._script: Script = client.register_script(_WRITE_TOKEN)
+        self._sha = hashlib.sha1(_WRITE_TOKEN.encode()).hexdigest()
         #: The group's newest trade time per partition, as read back by the last ``write``
         #: that stored watermarks (what the other processes of the group have reached).
         self.group_watermarks: dict[int, TsMs] = {}
@@ -168,18 +170,20 @@ class RedisStore:
         when every token before them is) the newest trade time per partition. Returns the
         tokens whose list had a gap (nothing of theirs was written: send them again with a
         full view)."""
-        pipe = self._client.pipeline(transaction=False)
+        commands = []
         for update in updates:
-            self._script(keys=self.keys(update.token), args=self._args(update), client=pipe)
-            pipe.zadd(self.active_key, {update.token: update.newest_ms})
+            commands.append(("EVALSHA", self._sha, 4, *self.keys(update.token),
+                             *self._args(update)))  # fmt: skip
+            commands.append(("ZADD", self.active_key, update.newest_ms, update.token))
             if update.partition >= 0:
-                pipe.sadd(self.partition_key(update.partition), update.token)
+                commands.append(("SADD", self.partition_key(update.partition), update.token))
         if watermarks:
-            pipe.hset(self.watermarks_key, mapping={str(p): t for p, t in watermarks.items()})
-            pipe.hgetall(self.watermarks_key)
+            flat = [x for p, t in watermarks.items() for x in (str(p), t)]
+            commands.append(("HSET", self.watermarks_key, *flat))
+            commands.append(("HGETALL", self.watermarks_key))
         started = time.perf_counter()
         try:
-            results = pipe.execute()
+            results = self._execute_scripts(commands)
         except redis.RedisError as exc:
             raise StoreUnavailableError(f"Redis write failed: {exc}") from exc
         finally:
@@ -191,6 +195,24 @@ class RedisStore:
             oks.append(results[i])
             i += 3 if update.partition >= 0 else 2
         return [u.token for u, ok in zip(updates, oks, strict=True) if not ok]
+
+    def _execute_scripts(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Run ``commands`` in one pipeline; the write script is called by its hash
+        (EVALSHA: no script text and no SCRIPT EXISTS round trip per batch). When Redis
+        does not know the script (first use, or restarted empty) it is loaded and the
+        pipeline run again: every command in it is idempotent."""
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            try:
+                return list(pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                if self._client.script_load(_WRITE_TOKEN) != self._sha:
+                    raise StoreUnavailableError("Redis returned another script hash") from None
+        raise AssertionError("unreachable")
 
     def read_watermarks(self) -> dict[int, TsMs]:
         """The newest trade time per partition as last written."""
