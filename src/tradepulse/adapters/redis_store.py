@@ -113,6 +113,29 @@ _trade_decoder = msgspec.json.Decoder(StoredTrade)
 _stats_decoder = msgspec.json.Decoder(WindowStats)
 
 
+_LOAD_CHUNK = 256
+_READ_TOKEN = """
+return {redis.call('HGET', KEYS[2], 'base') or false, redis.call('LRANGE', KEYS[1], 0, -1),
+        redis.call('HGETALL', KEYS[3])}
+"""
+
+
+def _stored_trade(token: TokenId, raw: bytes) -> Trade:
+    s = _trade_decoder.decode(raw)
+    return Trade(token, s.wallet, s.is_buy, s.native_amount, s.token_amount, s.price_usd,
+                 s.token_amount * s.price_usd, s.ts_ms, s.tx_hash, s.event_index)  # fmt: skip
+
+
+def _rebuild(token: TokenId, specs: tuple[WindowSpec, ...], reply: Any) -> TokenWindows | None:
+    """A token from the reply of ``_READ_TOKEN``: ``[base, trades, flat aggregates]``."""
+    base_raw, raw_trades, flat = reply
+    if not raw_trades or not flat:
+        return None
+    updated = max(_stats_decoder.decode(v).updated_ms for v in flat[1::2])
+    trades = [_stored_trade(token, item) for item in raw_trades]
+    return TokenWindows.rebuild(specs, trades, updated, first_seq=int(base_raw or 0))
+
+
 def _rfc3339(ts_ms: TsMs) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
@@ -245,13 +268,7 @@ class RedisStore:
         base_raw, raw_list = self._run(pipe)
         raw: list[bytes] = raw_list  # type: ignore[assignment]
         base = int(base_raw) if isinstance(base_raw, bytes | str | int) else 0
-        trades = []
-        for item in raw:
-            s = _trade_decoder.decode(item)
-            trades.append(Trade(token, s.wallet, s.is_buy, s.native_amount, s.token_amount,
-                                s.price_usd, s.token_amount * s.price_usd, s.ts_ms, s.tx_hash,
-                                s.event_index))  # fmt: skip
-        return base, trades
+        return base, [_stored_trade(token, item) for item in raw]
 
     def read_stats(self, token: TokenId) -> dict[str, WindowStats]:
         """Every window's statistics as last written (empty when unknown)."""
@@ -262,12 +279,26 @@ class RedisStore:
 
     def load(self, token: TokenId, specs: tuple[WindowSpec, ...]) -> TokenWindows | None:
         """The token rebuilt from its mirror (in sync with it), or ``None`` if absent."""
-        base, trades = self.read_trades(token)
-        stats = self.read_stats(token)
-        if not trades or not stats:
-            return None
-        t_ms = max(s.updated_ms for s in stats.values())
-        return TokenWindows.rebuild(specs, trades, t_ms, first_seq=base)
+        return self.load_many([token], specs).get(token)
+
+    def load_many(
+        self, tokens: Sequence[TokenId], specs: tuple[WindowSpec, ...]
+    ) -> dict[TokenId, TokenWindows]:
+        """The tokens that have a mirror, rebuilt from it. Each token's list, ``base`` and
+        aggregates are read together by one script (so from one write), 256 tokens per
+        pipeline round trip."""
+        out: dict[TokenId, TokenWindows] = {}
+        for i in range(0, len(tokens), _LOAD_CHUNK):
+            chunk = tokens[i : i + _LOAD_CHUNK]
+            pipe = self._client.pipeline(transaction=False)
+            for token in chunk:
+                trades_key, indices_key, aggregates_key, _ = self.keys(token)
+                pipe.eval(_READ_TOKEN, 3, trades_key, indices_key, aggregates_key)
+            for token, reply in zip(chunk, self._run(pipe), strict=True):
+                restored = _rebuild(token, specs, reply)
+                if restored is not None:
+                    out[token] = restored
+        return out
 
     def _run(self, pipe: redis.client.Pipeline) -> list[object]:
         started = time.perf_counter()

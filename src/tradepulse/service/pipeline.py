@@ -28,6 +28,7 @@ from tradepulse.adapters.wire import decode_trade
 from tradepulse.core.clock import NEVER
 from tradepulse.core.errors import BrokerError, InvalidTradeError, StoreUnavailableError
 from tradepulse.core.market import Market
+from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
 
 log = logging.getLogger(__name__)
@@ -108,24 +109,23 @@ class Pipeline:
         if not self._watermarks_restored:
             self._restore_watermarks()
         now = self.wall_ms()
-        touched: set[TokenId] = set()
         next_offsets: dict[int, int] = {}
+        good: list[tuple[int, Trade]] = []
         for msg in messages:
             next_offsets[msg.partition] = msg.offset + 1
             try:
-                trade = decode_trade(msg.value, now, self.max_future_skew_ms)
+                good.append((msg.partition, decode_trade(msg.value, now, self.max_future_skew_ms)))
             except InvalidTradeError as exc:
                 if (msg.partition, msg.offset) not in self._dead_lettered:
                     self.rejected[exc.reason] += 1
                     self.dead_letters.send(msg, exc.reason, exc.detail, now)
                     self._dead_lettered.add((msg.partition, msg.offset))
-                continue
-            self.clock.observe(msg.partition, trade.ts_ms)
-            if trade.token not in self.market.tokens:
-                self._restore(trade.token)
-                self._partition_of[trade.token] = msg.partition
-            self.market.add(trade, self.clock.now_ms())
-            touched.add(trade.token)
+        self._restore_new(good)
+        clock, add = self.clock, self.market.add
+        for partition, trade in good:
+            clock.observe(partition, trade.ts_ms)
+            add(trade, clock.now_ms())
+        touched = {trade.token for _, trade in good}
         if self.dead_letters.flush():
             raise BrokerError("dead-letter messages were not acknowledged")
         return AppliedBatch(touched, next_offsets, now)
@@ -174,10 +174,11 @@ class Pipeline:
         if not self._watermarks_restored:
             self._restore_watermarks()
         self.clock.merge(self.store.read_watermarks())
-        for token, partition in self.store.partition_tokens(self._assigned).items():
-            if token not in self.market.tokens:
-                self._restore(token)
-                self._partition_of[token] = partition
+        owned = self.store.partition_tokens(self._assigned)
+        unseen = {t: p for t, p in owned.items() if t not in self.market.tokens}
+        if unseen:
+            self.market.tokens.update(self.store.load_many(list(unseen), self.market.specs))
+            self._partition_of.update(unseen)
         now = self.wall_ms()
         stale = {
             t
@@ -197,12 +198,16 @@ class Pipeline:
             self._written_ms.pop(token, None)
             del self._partition_of[token]
 
-    def _restore(self, token: TokenId) -> None:
-        """A token seen for the first time since start or assignment continues from its
-        Redis mirror (the state another process, or this one before a restart, left)."""
-        restored = self.store.load(token, self.market.specs)
-        if restored is not None:
-            self.market.tokens[token] = restored
+    def _restore_new(self, trades: list[tuple[int, Trade]]) -> None:
+        """Tokens seen for the first time since start or assignment continue from their
+        Redis mirrors (the state another process, or this one before a restart, left),
+        all read in one go before the batch is applied."""
+        known = self.market.tokens
+        new = {t.token: p for p, t in trades if t.token not in known}
+        if not new:
+            return
+        known.update(self.store.load_many(list(new), self.market.specs))
+        self._partition_of.update(new)
 
     def _write(
         self, tokens: set[TokenId], now_ms: TsMs, watermarks: dict[int, TsMs] | None = None
