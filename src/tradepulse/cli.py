@@ -338,7 +338,9 @@ def produce_cmd(
         float | None, typer.Option("--rate", min=0.001, help="At most this many per second.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic market.")] = 0,
-) -> None:
+    event_rate: Annotated[float, typer.Option("--event-rate", min=0.001,
+        help="Synthetic trades per second of trade time (the stream ends about now).")] = 10_000,
+) -> None:  # fmt: skip
     """Publish trades to the trade topic, keyed by token; creates the topic if missing."""
     from tradepulse.adapters.kafka import TradeProducer, ensure_topic
     from tradepulse.service.produce import keyed_lines, publish
@@ -353,7 +355,9 @@ def produce_cmd(
             err.print(f"created topic {topic} with {partitions} partitions")
         producer = TradeProducer(servers, topic)
         with open_input(file) if file else nullcontext((None, None)) as (stream, size):
-            messages = keyed_lines(stream) if stream else _synthetic_messages(synthetic, seed)
+            messages = (
+                keyed_lines(stream) if stream else _synthetic_messages(synthetic, seed, event_rate)
+            )
             total = size if stream else synthetic
             progress = _progress(total, in_bytes=stream is not None)
             with progress or nullcontext():
@@ -374,15 +378,17 @@ def produce_cmd(
         raise typer.Exit(1)
 
 
-def _synthetic_messages(count: int | None, seed: int) -> Iterator[tuple[str | None, bytes]]:
-    """``count`` synthetic trades at 10,000/s of event time, ending about now (none in the
-    future, so no consumer rejects them as such)."""
+def _synthetic_messages(
+    count: int | None, seed: int, rate_per_s: float
+) -> Iterator[tuple[str | None, bytes]]:
+    """``count`` synthetic trades at ``rate_per_s`` of event time, ending about now (none
+    in the future, so no consumer rejects them as such)."""
     from tradepulse.adapters.synthetic import SyntheticMarket
     from tradepulse.adapters.wire import encode_trade
 
     def market_from(start_ms: int) -> SyntheticMarket:
         return SyntheticMarket(seed=seed, tokens=2_000, wallets=50_000, start_ms=start_ms,
-                               rate_per_s=10_000.0)  # fmt: skip
+                               rate_per_s=rate_per_s)  # fmt: skip
 
     # The last trade is one second before now (a trade in the future would be refused).
     start_ms = wall_now_ms() - market_from(0).span_ms(count or 0) - 1_000

@@ -40,7 +40,7 @@ PARTITIONS = 4
 def test_two_processes_in_one_group_end_with_the_state_of_one(
     kafka_bootstrap: str, topic: str, redis_client: redis.Redis
 ) -> None:
-    produce_synthetic(kafka_bootstrap, topic, TRADES, PARTITIONS)
+    produce_synthetic(kafka_bootstrap, topic, TRADES, PARTITIONS, event_rate=500)
     prefixes = [f"tradepulse-test-{uuid.uuid4().hex[:12]}:" for _ in range(2)]
     try:
         for prefix, processes in zip(prefixes, (1, 2), strict=True):

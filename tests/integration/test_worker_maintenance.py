@@ -38,7 +38,7 @@ def test_idle_token_windows_empty_after_their_duration(
            "TRADEPULSE_REDIS_PREFIX": redis_prefix, "TRADEPULSE_CLOCK": "wall",
            "TRADEPULSE_WINDOWS": "2s,4s", "TRADEPULSE_MAINTENANCE_INTERVAL": "300ms",
            "TRADEPULSE_STALE_AFTER": "200ms", "TRADEPULSE_BATCH_WAIT_MS": "50",
-           "LOG_LEVEL": "WARN"}  # fmt: skip
+           "LOG_LEVEL": "WARN", "TRADEPULSE_HTTP_PORT": "0"}  # fmt: skip
     worker = subprocess.Popen([sys.executable, "-m", "tradepulse", "worker"], env=env,
                               stderr=subprocess.PIPE)  # fmt: skip
     store = RedisStore(redis_client, prefix=redis_prefix)

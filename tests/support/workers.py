@@ -13,11 +13,13 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import redis
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from tradepulse.adapters.redis_store import RedisStore
+from tradepulse.core.bars import Bar
 
 
 def worker_env(bootstrap: str, topic: str, group: str, prefix: str, **extra: str) -> dict[str, str]:
@@ -30,11 +32,15 @@ def worker_env(bootstrap: str, topic: str, group: str, prefix: str, **extra: str
             **extra}  # fmt: skip
 
 
-def produce_synthetic(bootstrap: str, topic: str, trades: int, partitions: int) -> None:
-    """``tradepulse produce --synthetic`` into a new topic of ``partitions`` partitions."""
+def produce_synthetic(
+    bootstrap: str, topic: str, trades: int, partitions: int, event_rate: float = 10_000
+) -> None:
+    """``tradepulse produce --synthetic`` into a new topic of ``partitions`` partitions,
+    ``event_rate`` trades per second of trade time."""
     produced = subprocess.run(
         [sys.executable, "-m", "tradepulse", "produce", "--synthetic", str(trades), "--topic",
-         topic, "--bootstrap", bootstrap, "--partitions", str(partitions)],
+         topic, "--bootstrap", bootstrap, "--partitions", str(partitions),
+         "--event-rate", str(event_rate)],
         capture_output=True, timeout=300, check=False,
     )  # fmt: skip
     assert produced.returncode == 0, produced.stderr.decode()
@@ -82,7 +88,26 @@ def assert_same_state(
         token = raw.decode()
         assert b.read_stats(token) == a.read_stats(token), token
         assert b.read_trades(token) == a.read_trades(token), token
+        for key_a, key_b in zip(a.bar_keys(token)[1:], b.bar_keys(token)[1:], strict=True):
+            assert client_b.get(key_b) == client_a.get(key_a), key_a  # livebar, ind
+    assert final_bars(b, client_b) == final_bars(a, client_a)
     return len(active)
+
+
+def final_bars(store: RedisStore, client: redis.Redis) -> dict[tuple[str, int], Bar]:
+    """The newest revision of every bar in the ``bars.finalized`` stream; fails if one
+    revision of a bar was emitted twice (exactly once)."""
+    newest: dict[tuple[str, int], Bar] = {}
+    seen: set[tuple[str, int, int]] = set()
+    for _id, fields in client.xrange(store.bars_stream_key):
+        bar = msgspec.json.decode(fields[b"bar"], type=Bar)
+        key = (bar.token, bar.open_ms, bar.revision)
+        assert key not in seen, f"bar emitted twice: {key}"
+        seen.add(key)
+        old = newest.get(key[:2])
+        if old is None or old.revision < bar.revision:
+            newest[key[:2]] = bar
+    return newest
 
 
 def ops(port: int, path: str, method: str = "GET") -> tuple[int, Any]:

@@ -35,7 +35,9 @@ import redis
 from redis.exceptions import NoScriptError
 
 from tradepulse import metrics
+from tradepulse.core.bars import Bar
 from tradepulse.core.errors import StoreUnavailableError
+from tradepulse.core.tokenbars import TokenBarsSnapshot
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
 from tradepulse.core.windows import SyncView, TokenWindows, WindowSpec, WindowStats
@@ -59,7 +61,9 @@ if keep < len then
   if keep == 0 then redis.call('DEL', KEYS[1]) else redis.call('LTRIM', KEYS[1], 0, keep - 1) end
 end
 local n = tonumber(ARGV[5])
-local first = 6 + 3 * n
+local m = tonumber(ARGV[6])
+local wfirst = 13 + m
+local first = wfirst + 3 * n
 for i = first, #ARGV, 1000 do
   redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
@@ -70,18 +74,34 @@ end
 local idx = {'base', base}
 local agg = {}
 for i = 0, n - 1 do
-  local name = ARGV[6 + 3 * i]
+  local name = ARGV[wfirst + 3 * i]
   idx[#idx + 1] = name
-  idx[#idx + 1] = ARGV[7 + 3 * i]
+  idx[#idx + 1] = ARGV[wfirst + 1 + 3 * i]
   agg[#agg + 1] = name
-  agg[#agg + 1] = ARGV[8 + 3 * i]
+  agg[#agg + 1] = ARGV[wfirst + 2 + 3 * i]
 end
 redis.call('HSET', KEYS[2], unpack(idx))
 if n > 0 then redis.call('HSET', KEYS[3], unpack(agg)) end
 redis.call('SET', KEYS[4], ARGV[4])
 for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+if ARGV[7] ~= '' then redis.call('SET', KEYS[5], ARGV[7]) end
+if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], ttl) end
+if ARGV[8] ~= '' then redis.call('SET', KEYS[6], ARGV[8], 'PX', 300000)
+else redis.call('DEL', KEYS[6]) end
+if ARGV[9] ~= '' then
+  redis.call('SET', KEYS[7], ARGV[9], 'PX', 600000)
+  redis.call('PUBLISH', ARGV[10], ARGV[11])
+end
+for i = 13, 12 + m do
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[12], '*', 'bar', ARGV[i])
+end
 return 1
 """
+
+#: Entries kept in the ``bars.finalized`` stream (about 8 hours of 2,000 busy tokens): the
+#: persister acknowledges far sooner; the cap only bounds memory if it is down for long.
+BARS_STREAM_MAXLEN = 1_000_000
+INDICATORS_CHANNEL = "indicators.updated"
 
 
 class StoredTrade(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -106,6 +126,10 @@ class TokenUpdate(msgspec.Struct, frozen=True):
     newest_ms: TsMs
     written_ms: TsMs
     partition: int = -1  # the Kafka partition the token is read from (-1: none)
+    finals: list[Bar] = []  # final bars (and corrections) to append to bars.finalized
+    forming: Bar | None = None  # the forming bar (livebar key; deleted when None)
+    indicators: dict[str, float | None] | None = None  # new values (ind key), or unchanged
+    bars_state: TokenBarsSnapshot | None = None  # written with finals (what trades cannot rebuild)
 
 
 _encoder = msgspec.json.Encoder()
@@ -116,8 +140,9 @@ _stats_decoder = msgspec.json.Decoder(WindowStats)
 _LOAD_CHUNK = 256
 _READ_TOKEN = """
 return {redis.call('HGET', KEYS[2], 'base') or false, redis.call('LRANGE', KEYS[1], 0, -1),
-        redis.call('HGETALL', KEYS[3])}
+        redis.call('HGETALL', KEYS[3]), redis.call('GET', KEYS[4]) or false}
 """
+_bars_state_decoder = msgspec.json.Decoder(TokenBarsSnapshot)
 
 
 def _stored_trade(token: TokenId, raw: bytes) -> Trade:
@@ -126,14 +151,24 @@ def _stored_trade(token: TokenId, raw: bytes) -> Trade:
                  s.token_amount * s.price_usd, s.ts_ms, s.tx_hash, s.event_index)  # fmt: skip
 
 
-def _rebuild(token: TokenId, specs: tuple[WindowSpec, ...], reply: Any) -> TokenWindows | None:
-    """A token from the reply of ``_READ_TOKEN``: ``[base, trades, flat aggregates]``."""
-    base_raw, raw_trades, flat = reply
+class Restored(msgspec.Struct, frozen=True):
+    """A token as read back: its windows and, when it has emitted bars, their state."""
+
+    windows: TokenWindows
+    bars_state: TokenBarsSnapshot | None
+
+
+def _rebuild(token: TokenId, specs: tuple[WindowSpec, ...], reply: Any) -> Restored | None:
+    """A token from the reply of ``_READ_TOKEN``: ``[base, trades, flat aggregates,
+    bars state]``."""
+    base_raw, raw_trades, flat, raw_state = reply
     if not raw_trades or not flat:
         return None
     updated = max(_stats_decoder.decode(v).updated_ms for v in flat[1::2])
     trades = [_stored_trade(token, item) for item in raw_trades]
-    return TokenWindows.rebuild(specs, trades, updated, first_seq=int(base_raw or 0))
+    windows = TokenWindows.rebuild(specs, trades, updated, first_seq=int(base_raw or 0))
+    state = _bars_state_decoder.decode(raw_state) if raw_state else None
+    return Restored(windows, state)
 
 
 def _rfc3339(ts_ms: TsMs) -> str:
@@ -159,6 +194,15 @@ class RedisStore:
             return bool(self._client.ping())
         except redis.RedisError:
             return False
+
+    def bar_keys(self, token: TokenId) -> tuple[str, str, str]:
+        """The bars state, forming bar and indicators keys of ``token``."""
+        p = self._prefix
+        return f"{p}token:{{{token}}}:bars", f"{p}livebar:{{{token}}}", f"{p}ind:{{{token}}}"
+
+    @property
+    def bars_stream_key(self) -> str:
+        return f"{self._prefix}bars.finalized"
 
     def keys(self, token: TokenId) -> tuple[str, str, str, str]:
         """The trades, indices, aggregates and last_update keys of ``token``."""
@@ -195,8 +239,8 @@ class RedisStore:
         full view)."""
         commands = []
         for update in updates:
-            commands.append(("EVALSHA", self._sha, 4, *self.keys(update.token),
-                             *self._args(update)))  # fmt: skip
+            keys = (*self.keys(update.token), *self.bar_keys(update.token), self.bars_stream_key)
+            commands.append(("EVALSHA", self._sha, len(keys), *keys, *self._args(update)))
             commands.append(("ZADD", self.active_key, update.newest_ms, update.token))
             if update.partition >= 0:
                 commands.append(("SADD", self.partition_key(update.partition), update.token))
@@ -246,10 +290,18 @@ class RedisStore:
 
     def _args(self, update: TokenUpdate) -> list[bytes | str | int]:
         view = update.view
+        indicators = b""
+        if update.indicators is not None:
+            values = {"token": update.token, **update.indicators}
+            indicators = _encoder.encode(values)
         args: list[bytes | str | int] = [
             view.replace_from, view.head, self._ttl_s, _rfc3339(update.written_ms),
-            len(update.stats),
+            len(update.stats), len(update.finals),
+            _encoder.encode(update.bars_state) if update.bars_state is not None else b"",
+            _encoder.encode(update.forming) if update.forming is not None else b"",
+            indicators, f"{self._prefix}{INDICATORS_CHANNEL}", update.token, BARS_STREAM_MAXLEN,
         ]  # fmt: skip
+        args += [_encoder.encode(bar) for bar in update.finals]
         for name, stats in update.stats.items():
             args += [name, view.starts[name], _encoder.encode(stats)]
         args += [
@@ -278,22 +330,24 @@ class RedisStore:
         return {k.decode(): _stats_decoder.decode(v) for k, v in raw.items()}
 
     def load(self, token: TokenId, specs: tuple[WindowSpec, ...]) -> TokenWindows | None:
-        """The token rebuilt from its mirror (in sync with it), or ``None`` if absent."""
-        return self.load_many([token], specs).get(token)
+        """The token's windows rebuilt from its mirror (in sync with it), or ``None``."""
+        restored = self.load_many([token], specs).get(token)
+        return restored.windows if restored is not None else None
 
     def load_many(
         self, tokens: Sequence[TokenId], specs: tuple[WindowSpec, ...]
-    ) -> dict[TokenId, TokenWindows]:
-        """The tokens that have a mirror, rebuilt from it. Each token's list, ``base`` and
-        aggregates are read together by one script (so from one write), 256 tokens per
-        pipeline round trip."""
-        out: dict[TokenId, TokenWindows] = {}
+    ) -> dict[TokenId, Restored]:
+        """The tokens that have a mirror, rebuilt from it. Each token's list, ``base``,
+        aggregates and bars state are read together by one script (so from one write),
+        256 tokens per pipeline round trip."""
+        out: dict[TokenId, Restored] = {}
         for i in range(0, len(tokens), _LOAD_CHUNK):
             chunk = tokens[i : i + _LOAD_CHUNK]
             pipe = self._client.pipeline(transaction=False)
             for token in chunk:
                 trades_key, indices_key, aggregates_key, _ = self.keys(token)
-                pipe.eval(_READ_TOKEN, 3, trades_key, indices_key, aggregates_key)
+                keys = (trades_key, indices_key, aggregates_key, self.bar_keys(token)[0])
+                pipe.eval(_READ_TOKEN, 4, *keys)
             for token, reply in zip(chunk, self._run(pipe), strict=True):
                 restored = _rebuild(token, specs, reply)
                 if restored is not None:

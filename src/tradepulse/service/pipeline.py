@@ -23,13 +23,16 @@ from typing import Protocol
 import msgspec
 
 from tradepulse.adapters.kafka import ConsumedMessage
-from tradepulse.adapters.redis_store import RedisStore, TokenUpdate
+from tradepulse.adapters.redis_store import RedisStore, Restored, TokenUpdate
 from tradepulse.adapters.wire import decode_trade
+from tradepulse.core.bars import DEFAULT_GRACE_MS, MINUTE_MS
 from tradepulse.core.clock import NEVER
 from tradepulse.core.errors import BrokerError, InvalidTradeError, StoreUnavailableError
 from tradepulse.core.market import Market
+from tradepulse.core.tokenbars import TokenBars
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
+from tradepulse.core.windows import AddResult, TokenWindows
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +82,11 @@ class Pipeline:
         *,
         wall_ms: Callable[[], TsMs],
         max_future_skew_ms: int = 5_000,
+        bar_grace_ms: int = DEFAULT_GRACE_MS,
     ) -> None:
         self.market = market
+        self.bars: dict[TokenId, TokenBars] = {}  # 1-minute bars and indicators per token
+        self.bar_grace_ms = bar_grace_ms
         self.clock = clock
         self.store = store
         self.dead_letters = dead_letters
@@ -121,10 +127,11 @@ class Pipeline:
                     self.dead_letters.send(msg, exc.reason, exc.detail, now)
                     self._dead_lettered.add((msg.partition, msg.offset))
         self._restore_new(good)
-        clock, add = self.clock, self.market.add
+        clock, add, bars = self.clock, self.market.add, self.bars
         for partition, trade in good:
             clock.observe(partition, trade.ts_ms)
-            add(trade, clock.now_ms())
+            if add(trade, clock.now_ms()) is AddResult.APPLIED:
+                (bars.get(trade.token) or self._new_bars(trade.token)).add(trade)
         touched = {trade.token for _, trade in good}
         if self.dead_letters.flush():
             raise BrokerError("dead-letter messages were not acknowledged")
@@ -177,7 +184,7 @@ class Pipeline:
         owned = self.store.partition_tokens(self._assigned)
         unseen = {t: p for t, p in owned.items() if t not in self.market.tokens}
         if unseen:
-            self.market.tokens.update(self.store.load_many(list(unseen), self.market.specs))
+            self._adopt(self.store.load_many(list(unseen), self.market.specs))
             self._partition_of.update(unseen)
         now = self.wall_ms()
         stale = {
@@ -195,8 +202,38 @@ class Pipeline:
         gone = set(partitions)
         for token in [t for t, p in self._partition_of.items() if p in gone]:
             self.market.tokens.pop(token, None)
+            self.bars.pop(token, None)
             self._written_ms.pop(token, None)
             del self._partition_of[token]
+
+    @property
+    def bar_horizon_ms(self) -> int:
+        """How far back a late trade still corrects a bar: the longest window (whose
+        trades are retained, so bars can be rebuilt after a restart), at least a minute
+        plus the grace."""
+        return max(self.market.specs[-1].duration_ms, MINUTE_MS + self.bar_grace_ms)
+
+    def _new_bars(self, token: TokenId) -> TokenBars:
+        tb = self.bars[token] = TokenBars.new(token, grace_ms=self.bar_grace_ms,
+                                               horizon_ms=self.bar_horizon_ms)  # fmt: skip
+        return tb
+
+    def _adopt(self, restored: dict[TokenId, Restored]) -> None:
+        """Take over tokens read back from Redis: windows, and bars rebuilt from the
+        retained trades (with their stored state when bars were already emitted; without
+        one, none was, and every final minute is still to be emitted)."""
+        horizon_ms = self.bar_horizon_ms
+        for token, r in restored.items():
+            self.market.tokens[token] = r.windows
+            trades = r.windows.retained_trades()
+            if r.bars_state is not None:
+                self.bars[token] = TokenBars.restore(r.bars_state, trades, r.windows.t_ms,
+                                                     grace_ms=self.bar_grace_ms,
+                                                     horizon_ms=horizon_ms)  # fmt: skip
+            else:
+                tb = self._new_bars(token)
+                for trade in trades:
+                    tb.add(trade)
 
     def _restore_new(self, trades: list[tuple[int, Trade]]) -> None:
         """Tokens seen for the first time since start or assignment continue from their
@@ -206,7 +243,7 @@ class Pipeline:
         new = {t.token: p for p, t in trades if t.token not in known}
         if not new:
             return
-        known.update(self.store.load_many(list(new), self.market.specs))
+        self._adopt(self.store.load_many(list(new), self.market.specs))
         self._partition_of.update(new)
 
     def _write(
@@ -214,22 +251,38 @@ class Pipeline:
     ) -> None:
         floor = self.clock.now_ms()
         windows = {t: self.market.tokens[t] for t in tokens if t in self.market.tokens}
-        updates = []
-        for token, tw in windows.items():
-            stats = tw.stats(floor)
-            updates.append(TokenUpdate(token, tw.sync_view(), stats, tw.newest_ms, now_ms,
-                                       self._partition_of.get(token, -1)))  # fmt: skip
+        updates = [self._update(token, tw, floor, now_ms) for token, tw in windows.items()]
         seen = {p: t for p, t in (watermarks or {}).items() if t != NEVER}
         gaps = set(self.store.write(updates, seen))
         if gaps:
             log.warning("redis lost trades of %s tokens: writing them in full", len(gaps))
             full = [
-                TokenUpdate(u.token, windows[u.token].sync_view(full=True), u.stats,
-                            u.newest_ms, now_ms, u.partition)
-                for u in updates if u.token in gaps
-            ]  # fmt: skip
+                msgspec.structs.replace(u, view=windows[u.token].sync_view(full=True))
+                for u in updates
+                if u.token in gaps
+            ]
             if self.store.write(full):
                 raise StoreUnavailableError("Redis refused a full write of a token")
         for token, tw in windows.items():
             tw.mark_synced()
             self._written_ms[token] = now_ms
+            tb = self.bars.get(token)
+            if tb is not None:
+                tb.confirm()
+
+    def _update(self, token: TokenId, tw: TokenWindows, floor: TsMs, now_ms: TsMs) -> TokenUpdate:
+        """The write of one token: windows at ``max(floor, newest)``, its trades-list
+        changes, and its bars at the same ``T`` (final ones, forming one, indicators)."""
+        stats = tw.stats(floor)
+        update = TokenUpdate(token, tw.sync_view(), stats, tw.newest_ms, now_ms,
+                             self._partition_of.get(token, -1))  # fmt: skip
+        tb = self.bars.get(token)
+        if tb is None:
+            return update
+        finals = tb.advance(tw.t_ms)
+        forming = tb.forming(tw.t_ms)
+        if not finals:
+            return msgspec.structs.replace(update, forming=forming)
+        values = {"bar_open_ms": tb.indicators.last_open_ms, **tb.indicators.values()}
+        return msgspec.structs.replace(update, finals=finals, forming=forming,
+                                       indicators=values, bars_state=tb.snapshot())  # fmt: skip
