@@ -401,6 +401,9 @@ def worker_cmd(
     processes: Annotated[int, typer.Option("--processes", "-p", min=1, max=64,
         help="Worker processes in the consumer group (restarted when they die); one "
              "operations port (TRADEPULSE_HTTP_PORT) serves them all.")] = 1,
+    persist: Annotated[bool, typer.Option("--persist",
+        help="Also store final bars in PostgreSQL (TRADEPULSE_PG_DSN), as `tradepulse "
+             "persist` does, in this process.")] = False,
     child: Annotated[str | None, typer.Option("--child", hidden=True)] = None,
 ) -> None:  # fmt: skip
     """Consume trades from Kafka into exact windows mirrored in Redis (configured by the
@@ -420,14 +423,15 @@ def worker_cmd(
         signal.signal(sig, lambda *_: stop.set())
     try:
         if processes > 1 and child is None:
-            supervisor.run_group(processes, settings.http_host, settings.http_port, stop)
+            supervisor.run_group(processes, settings, stop, persist=persist)
             return
         if child is not None:
             supervisor.watch_parent(stop)
             port_file = supervisor.child_port_file(child)
             worker = run_worker(settings, stop, "127.0.0.1", 0, port_file)
         else:
-            worker = run_worker(settings, stop, settings.http_host, settings.http_port)
+            worker = run_worker(settings, stop, settings.http_host, settings.http_port,
+                                persist=persist)  # fmt: skip
     except TradepulseError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc

@@ -43,6 +43,8 @@ class Settings(msgspec.Struct, frozen=True):
     stale_after_ms: int = 10_000
     http_host: str = "127.0.0.1"
     http_port: int = 9100
+    bars: bool = True
+    bar_grace_ms: int = 2_000
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/test"  # may hold a password
     persist_group: str = "tradepulse-persister"
     persist_consumer: str = ""  # empty: the host name (stable across restarts of a pod)
@@ -183,6 +185,15 @@ def _stripped(_name: str, value: str) -> str:
     return value.strip()
 
 
+def _flag(name: str, value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r}: accepts true or false")
+
+
 def _non_empty(name: str, value: str) -> str:
     if not value.strip():
         raise ConfigError(f"{name}={value!r}: accepts a non-empty name")
@@ -246,6 +257,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRADEPULSE_STALE_AFTER": ("stale_after_ms", _duration),
     "TRADEPULSE_HTTP_HOST": ("http_host", _host),
     "TRADEPULSE_HTTP_PORT": ("http_port", _port),
+    "TRADEPULSE_BARS": ("bars", _flag),
+    "TRADEPULSE_BAR_GRACE": ("bar_grace_ms", _duration),
     "TRADEPULSE_PG_DSN": ("pg_dsn", _pg_dsn),
     "TRADEPULSE_PERSIST_GROUP": ("persist_group", _non_empty),
     "TRADEPULSE_PERSIST_CONSUMER": ("persist_consumer", _stripped),

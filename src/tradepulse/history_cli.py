@@ -9,7 +9,6 @@ and the adapters are imported inside the commands: ``tradepulse --help`` imports
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -168,26 +167,14 @@ def candles_cmd(
 def persist_cmd() -> None:
     """Store finalized bars from the Redis stream bars.finalized in PostgreSQL until
     SIGTERM or Ctrl-C. PostgreSQL or Redis outages are waited out; nothing is lost."""
-    import redis
-
-    from tradepulse.adapters.postgres import BarRepository
-    from tradepulse.adapters.redis_stream import RedisBarStream
     from tradepulse.service.persister import run_persister
-    from tradepulse.wiring import configure_logging
+    from tradepulse.wiring import build_persister, configure_logging
 
     settings = _settings()
     configure_logging(settings)
     stop = threading.Event()
-    stream = RedisBarStream(
-        redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5),
-        prefix=settings.redis_prefix,
-        group=settings.persist_group,
-        consumer=settings.persist_consumer or socket.gethostname(),
-        claim_idle_ms=settings.persist_claim_idle_ms,
-    )
-    with BarRepository(settings.pg_dsn) as repo, _signals_set(stop):
-        _or_exit(repo.check_schema)
-        _or_exit(stream.ensure_group)
+    stream, repo = _or_exit(lambda: build_persister(settings))
+    with repo, _signals_set(stop):
         stats = run_persister(stream, repo, stop, batch_size=settings.persist_batch_size)
     err.print(f"persister stopped: {stats.written:,} bars written, {stats.acked:,} entries "
               f"acknowledged, {stats.malformed:,} malformed")  # fmt: skip

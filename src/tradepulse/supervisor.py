@@ -37,6 +37,8 @@ from prometheus_client.samples import Sample
 
 from tradepulse import metrics
 from tradepulse.adapters.ops_http import OpsServer
+from tradepulse.config import Settings
+from tradepulse.wiring import persist_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -246,15 +248,22 @@ class ClusterOps:
         return {"goal": goal, "processes": self._answers("POST", f"/performance/optimize/{goal}")}
 
 
-def run_group(processes: int, host: str, port: int, stop: threading.Event) -> None:
-    """Supervise ``processes`` children serving one operations port until ``stop``."""
+def run_group(
+    processes: int, settings: Settings, stop: threading.Event, *, persist: bool = False
+) -> None:
+    """Supervise ``processes`` children serving one operations port until ``stop``; with
+    ``persist`` the bar persister runs in this (the parent) process, once for the group."""
+    persister = persist_in_thread(settings, stop) if persist else None
     with tempfile.TemporaryDirectory(prefix="tradepulse-worker-") as directory:
         supervisor = Supervisor(processes, Path(directory))
-        server = OpsServer(ClusterOps(supervisor), host, port).start()
+        server = OpsServer(ClusterOps(supervisor), settings.http_host, settings.http_port)
+        server.start()
         try:
             supervisor.watch(stop)
         finally:
             server.stop()
+            if persister is not None:
+                persister.join(timeout=5)
 
 
 def child_port_file(spec: str) -> Path:

@@ -3,8 +3,10 @@ adapters for the service layer."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import redis
@@ -16,10 +18,15 @@ from tradepulse.adapters.ops_http import OpsServer
 from tradepulse.adapters.redis_store import RedisStore
 from tradepulse.config import Settings
 from tradepulse.core.clock import EventClock
+from tradepulse.core.errors import TradepulseError
 from tradepulse.core.market import Market
 from tradepulse.service import runner
 from tradepulse.service.ops import LocalOps, Tuning, WorkerState
 from tradepulse.service.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from tradepulse.adapters.postgres import BarRepository
+    from tradepulse.adapters.redis_stream import RedisBarStream
 
 
 def configure_logging(settings: Settings) -> None:
@@ -34,13 +41,62 @@ class Worker(msgspec.Struct):
     ops: LocalOps
 
 
+def build_persister(settings: Settings) -> tuple[RedisBarStream, BarRepository]:
+    """The bar stream reader and the PostgreSQL repository of a persister, checked: the
+    schema is migrated and the consumer group exists (``TradepulseError`` otherwise)."""
+    from tradepulse.adapters.postgres import BarRepository
+    from tradepulse.adapters.redis_stream import RedisBarStream
+
+    stream = RedisBarStream(
+        redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5),
+        prefix=settings.redis_prefix,
+        group=settings.persist_group,
+        consumer=settings.persist_consumer or socket.gethostname(),
+        claim_idle_ms=settings.persist_claim_idle_ms,
+    )
+    repo = BarRepository(settings.pg_dsn)
+    try:
+        repo.check_schema()
+        stream.ensure_group()
+    except TradepulseError:
+        repo.close()
+        raise
+    return stream, repo
+
+
+def persist_in_thread(settings: Settings, stop: threading.Event) -> threading.Thread:
+    """The bar persister running in a daemon thread until ``stop`` (checked first: raises
+    ``TradepulseError`` when PostgreSQL or the schema is missing)."""
+    from tradepulse.service.persister import run_persister
+
+    stream, repo = build_persister(settings)
+
+    def persist() -> None:
+        try:
+            run_persister(stream, repo, stop, batch_size=settings.persist_batch_size)
+        finally:
+            repo.close()
+
+    thread = threading.Thread(target=persist, name="persister", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_worker(
-    settings: Settings, stop: threading.Event, host: str, port: int, port_file: Path | None = None
+    settings: Settings,
+    stop: threading.Event,
+    host: str,
+    port: int,
+    port_file: Path | None = None,
+    *,
+    persist: bool = False,
 ) -> Worker:
     """Build a worker, serve its operations endpoints on ``host:port`` (the port actually
     bound is written to ``port_file`` when given) and process batches until ``stop`` is
-    set. Returns the worker (for its final counts)."""
+    set; with ``persist``, the bar persister runs in a thread of the same process. Returns
+    the worker (for its final counts)."""
     worker = build_worker(settings)
+    persister = persist_in_thread(settings, stop) if persist else None
     server = OpsServer(worker.ops, host, port).start()
     if port_file is not None:
         partial = port_file.with_suffix(".partial")
@@ -53,6 +109,9 @@ def run_worker(
                    stale_after_ms=settings.stale_after_ms)  # fmt: skip
     finally:
         server.stop()
+        if persister is not None:
+            stop.set()
+            persister.join(timeout=5)
     return worker
 
 
@@ -74,6 +133,8 @@ def build_worker(settings: Settings) -> Worker:
         DeadLetterProducer(settings.kafka_bootstrap, settings.dlq_topic),
         wall_ms=wall_now_ms,
         max_future_skew_ms=settings.max_future_skew_ms,
+        bar_grace_ms=settings.bar_grace_ms,
+        bars_enabled=settings.bars,
     )
 
     state = WorkerState()

@@ -83,10 +83,12 @@ class Pipeline:
         wall_ms: Callable[[], TsMs],
         max_future_skew_ms: int = 5_000,
         bar_grace_ms: int = DEFAULT_GRACE_MS,
+        bars_enabled: bool = True,
     ) -> None:
         self.market = market
         self.bars: dict[TokenId, TokenBars] = {}  # 1-minute bars and indicators per token
         self.bar_grace_ms = bar_grace_ms
+        self.bars_enabled = bars_enabled
         self.clock = clock
         self.store = store
         self.dead_letters = dead_letters
@@ -127,10 +129,10 @@ class Pipeline:
                     self.dead_letters.send(msg, exc.reason, exc.detail, now)
                     self._dead_lettered.add((msg.partition, msg.offset))
         self._restore_new(good)
-        clock, add, bars = self.clock, self.market.add, self.bars
+        clock, add, bars, bars_on = self.clock, self.market.add, self.bars, self.bars_enabled
         for partition, trade in good:
             clock.observe(partition, trade.ts_ms)
-            if add(trade, clock.now_ms()) is AddResult.APPLIED:
+            if add(trade, clock.now_ms()) is AddResult.APPLIED and bars_on:
                 (bars.get(trade.token) or self._new_bars(trade.token)).add(trade)
         touched = {trade.token for _, trade in good}
         if self.dead_letters.flush():
@@ -225,6 +227,8 @@ class Pipeline:
         horizon_ms = self.bar_horizon_ms
         for token, r in restored.items():
             self.market.tokens[token] = r.windows
+            if not self.bars_enabled:
+                continue
             trades = r.windows.retained_trades()
             if r.bars_state is not None:
                 self.bars[token] = TokenBars.restore(r.bars_state, trades, r.windows.t_ms,
