@@ -63,9 +63,17 @@ end
 local n = tonumber(ARGV[5])
 local m = tonumber(ARGV[6])
 local wfirst = 13 + m
-local first = wfirst + 3 * n
-for i = first, #ARGV, 1000 do
-  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+local packed = ARGV[wfirst + 3 * n]
+if packed ~= '' then
+  local items = {}
+  for item in string.gmatch(packed, '[^\\n]+') do
+    items[#items + 1] = item
+    if #items == 1000 then
+      redis.call('RPUSH', KEYS[1], unpack(items))
+      items = {}
+    end
+  end
+  if #items > 0 then redis.call('RPUSH', KEYS[1], unpack(items)) end
 end
 if head > base then
   redis.call('LTRIM', KEYS[1], head - base, -1)
@@ -238,9 +246,13 @@ class RedisStore:
         tokens whose list had a gap (nothing of theirs was written: send them again with a
         full view)."""
         commands = []
+        written: dict[TsMs, str] = {}
         for update in updates:
+            if update.written_ms not in written:
+                written[update.written_ms] = _rfc3339(update.written_ms)
             keys = (*self.keys(update.token), *self.bar_keys(update.token), self.bars_stream_key)
-            commands.append(("EVALSHA", self._sha, len(keys), *keys, *self._args(update)))
+            args = self._args(update, written[update.written_ms])
+            commands.append(("EVALSHA", self._sha, len(keys), *keys, *args))
             commands.append(("ZADD", self.active_key, update.newest_ms, update.token))
             if update.partition >= 0:
                 commands.append(("SADD", self.partition_key(update.partition), update.token))
@@ -288,14 +300,17 @@ class RedisStore:
         raw: dict[bytes, bytes] = self._run(pipe)[0]  # type: ignore[assignment]
         return {int(p): int(t) for p, t in raw.items()}
 
-    def _args(self, update: TokenUpdate) -> list[bytes | str | int]:
+    def _args(self, update: TokenUpdate, written: str) -> list[bytes | str | int]:
+        """The script's arguments: a header, the final bars, a (name, first sequence number,
+        statistics) triple per window, then the new trades as one argument: their JSON
+        arrays joined by newlines (JSON never holds a raw newline), split by the script."""
         view = update.view
         indicators = b""
         if update.indicators is not None:
             values = {"token": update.token, **update.indicators}
             indicators = _encoder.encode(values)
         args: list[bytes | str | int] = [
-            view.replace_from, view.head, self._ttl_s, _rfc3339(update.written_ms),
+            view.replace_from, view.head, self._ttl_s, written,
             len(update.stats), len(update.finals),
             _encoder.encode(update.bars_state) if update.bars_state is not None else b"",
             _encoder.encode(update.forming) if update.forming is not None else b"",
@@ -304,11 +319,11 @@ class RedisStore:
         args += [_encoder.encode(bar) for bar in update.finals]
         for name, stats in update.stats.items():
             args += [name, view.starts[name], _encoder.encode(stats)]
-        args += [
+        args.append(b"\n".join([
             _encoder.encode(StoredTrade(t.ts_ms, t.wallet, t.is_buy, t.native_amount,
                                         t.token_amount, t.price_usd, t.tx_hash, t.event_index))
             for t in view.trades
-        ]  # fmt: skip
+        ]))  # fmt: skip
         return args
 
     def read_trades(self, token: TokenId) -> tuple[int, list[Trade]]:
