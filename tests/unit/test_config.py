@@ -48,12 +48,39 @@ def test_environment_overrides_dotenv(tmp_path: Path) -> None:
         ("TRADEPULSE_PERSIST_BATCH_SIZE", "many"),
         ("TRADEPULSE_PERSIST_CLAIM_IDLE", "soon"),
         ("TRADEPULSE_PERSIST_CLAIM_IDLE", "0s"),
+        ("TRADEPULSE_HTTP_PORT", "70000"),
+        ("TRADEPULSE_HTTP_PORT", "http"),
+        ("TRADEPULSE_HTTP_HOST", "my host"),
+        ("TRADEPULSE_LOG_FORMAT", "xml"),
+        ("TRADEPULSE_BARS", "maybe"),
+        ("TRADEPULSE_BAR_GRACE", "a while"),
     ],
 )
 def test_bad_value_names_the_variable(name: str, value: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({name: value}, dotenv=tmp_path / "none")
     assert name in str(info.value)
+
+
+def test_worker_operations_and_bar_settings_read(tmp_path: Path) -> None:
+    env = {"TRADEPULSE_HTTP_PORT": "0", "TRADEPULSE_HTTP_HOST": "0.0.0.0",
+           "TRADEPULSE_LOG_FORMAT": "TEXT", "TRADEPULSE_BARS": "off",
+           "TRADEPULSE_BAR_GRACE": "500ms"}  # fmt: skip
+    s = load_settings(env, dotenv=tmp_path / "none")
+    assert (s.http_port, s.http_host, s.log_format) == (0, "0.0.0.0", "text")
+    assert (s.bars, s.bar_grace_ms) == (False, 500)
+    d = load_settings({}, dotenv=tmp_path / "none")
+    assert (d.http_port, d.http_host, d.log_format, d.bars, d.bar_grace_ms) == (
+        9100, "127.0.0.1", "json", True, 2_000)  # fmt: skip
+
+
+def test_every_variable_is_documented_in_env_example() -> None:
+    from tradepulse.config import _VARIABLES
+
+    example = (Path(__file__).parents[2] / ".env.example").read_text()
+    documented = {line.split("=", 1)[0].strip() for line in example.splitlines()
+                  if "=" in line and not line.lstrip().startswith("#")}  # fmt: skip
+    assert set(_VARIABLES) <= documented, set(_VARIABLES) - documented
 
 
 def test_kafka_settings_read_and_normalized(tmp_path: Path) -> None:
