@@ -72,6 +72,12 @@ def test_worker_ops_endpoints_report_what_happened_and_apply_tuning(
         assert value(parsed, "tradepulse_watermark_ms") == min(store.read_watermarks().values())
         assert value(parsed, "tradepulse_process_rss_bytes") > 10_000_000
 
+        def lag_reported() -> bool:  # librdkafka's statistics arrive every 5 s
+            lag = samples(ops(port, "/metrics")[1]).get("tradepulse_consumer_lag_messages", [])
+            return sorted((labels["partition"], v) for labels, v in lag) == [("0", 0), ("1", 0)]
+
+        wait_until(lag_reported, worker, 20)
+
         as_json = ops(port, "/metrics/json")[1]
         assert as_json["tradepulse_trades_consumed_total"][0]["value"] == total
         performance = ops(port, "/performance")[1]
