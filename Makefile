@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench bench-worker services clean help
+.PHONY: install demo test test-fast lint bench bench-worker bench-persister services clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,9 +36,13 @@ lint: install  ## ruff + mypy --strict on src/
 
 bench: install  ## benchmarks; JSON results in bench/results/
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/bars.py
 
 bench-worker: install services  ## worker throughput through a real broker and Redis
 	$(BIN)/python bench/worker.py
+
+bench-persister: install services  ## bar persister rows/s from a Redis stream into PostgreSQL
+	$(BIN)/python bench/persister.py
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,10 +1,13 @@
 """Benchmark cases, each run in its own process by ``bench/run.py`` (so peak RSS is its own).
 
-Usage: ``python bench/cases.py CASE FILE`` prints one JSON object on stdout.
+Usage: ``python bench/cases.py CASE FILE [EVERY]`` prints one JSON object on stdout.
 
 * ``engine``: the window engine alone (trades decoded beforehand, not timed), every
-  window, the statistics of every touched token every 1,000 trades, then a final snapshot.
+  window, the statistics of every touched token every EVERY (default 1,000) trades, then a
+  final snapshot.
 * ``engine-final``: the same with the final snapshot only.
+* ``engine-bars``, ``engine-bars-values``: ``engine`` plus 1-minute bars and indicators as
+  the worker keeps them (see ``bench/barcase.py``).
 * ``naive``: a naive prototype of the replay (msgspec decode into per-token lists, prefix
   sums evaluated lazily with NumPy at the end; no unique wallets, deduplication,
   validation or out-of-order handling) — the yardstick the replay is compared with.
@@ -25,6 +28,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
+from barcase import run_engine_bars
 from tradepulse.adapters.wire import decode_trade
 from tradepulse.core.market import Market
 from tradepulse.core.trade import Trade
@@ -58,7 +62,7 @@ def check_against_numpy(trades: list[Trade], market: Market, t_ms: int) -> int:
     return checked
 
 
-def run_engine(path: Path, *, snapshots: bool) -> dict[str, object]:
+def run_engine(path: Path, *, snapshots: bool, every: int = SNAPSHOT_EVERY) -> dict[str, object]:
     trades = load(path)
     specs = parse_windows(DEFAULT_WINDOWS)
     gc.collect()
@@ -72,7 +76,7 @@ def run_engine(path: Path, *, snapshots: bool) -> dict[str, object]:
         market.add(tr, tr.ts_ms)
         if snapshots:
             touched.add(tr.token)
-            if i % SNAPSHOT_EVERY == 0:
+            if i % every == 0:
                 for token in touched:
                     market.stats(token, tr.ts_ms)
                 evaluations += len(touched)
@@ -133,8 +137,11 @@ def run_naive(path: Path) -> dict[str, object]:
 
 def main() -> None:
     case, path = sys.argv[1], Path(sys.argv[2])
+    every = int(sys.argv[3]) if len(sys.argv) > 3 else SNAPSHOT_EVERY
     if case == "engine":
-        result = run_engine(path, snapshots=True)
+        result = run_engine(path, snapshots=True, every=every)
+    elif case in ("engine-bars", "engine-bars-values"):
+        result = run_engine_bars(load(path), every=every, values=case == "engine-bars-values")
     elif case == "engine-final":
         result = run_engine(path, snapshots=False)
     elif case == "naive":

@@ -1,10 +1,11 @@
 """Produce-to-visible latency of the worker at a steady rate (imported by bench/worker.py).
 
 A producer sends trades at ``rate`` per second (2,000 Zipf tokens, keyed by token,
-``linger.ms=5``, librdkafka's default). Every 10 ms one of them is a probe: a trade of one of 8 probe tokens,
-stamped with the wall time of its ``produce`` call as ``trans_time``. A poller reads the
-probes' scores in the token index ``tokens:active`` (score = newest trade time) every
-0.5 ms; a probe is visible at the first poll whose score for its token reaches its time.
+``linger.ms=5``, librdkafka's default). Every 10 ms one of them is a probe: a trade of one
+of 8 probe tokens, stamped with the wall time of its ``produce`` call as ``trans_time``.
+A poller reads the probes' scores in the token index ``tokens:active`` (score = newest
+trade time) every 0.5 ms; a probe is visible at the first poll whose score for its token
+reaches its time.
 Latency = that poll's time − the probe's produce time. The probes travel with the load
 (same topic, partitions, batches), so they sample the latency of every trade; the poll
 interval and the millisecond timestamps bound the resolution (about 1.5 ms, reported).
