@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -30,7 +30,7 @@ from tradepulse.core.errors import InvalidTradeError, TradepulseError
 from tradepulse.core.market import Market
 from tradepulse.core.windows import WindowSpec, parse_duration_ms, parse_windows
 from tradepulse.history_cli import candles_cmd, db_app, persist_cmd
-from tradepulse.service.replay import ReplaySummary, replay
+from tradepulse.service.replay import BarWriter, ReplaySummary, replay
 from tradepulse.service.sharded import replay_sharded
 
 app = typer.Typer(
@@ -128,12 +128,42 @@ def replay_cmd(
             "0 = one per CPU core for files of 16 MiB or more, else 1. Same output.",
         ),
     ] = 0,
+    bars_out: Annotated[
+        str | None,
+        typer.Option(
+            "--bars-out",
+            metavar="FILE",
+            help="Also write each final 1-minute bar as a JSON line (every field: token, "
+            "open_ms, open, high, low, close, volume, volume_usd, buy_volume_usd, "
+            "sell_volume_usd, trades, vwap, revision); a late trade that corrects a final bar "
+            "adds a line with a higher revision. One process only.",
+        ),
+    ] = None,
+    indicators_out: Annotated[
+        str | None,
+        typer.Option(
+            "--indicators-out",
+            metavar="FILE",
+            help="Also write, for each final bar, a JSON line with token, open_ms and every "
+            "indicator (rsi_14, ema_*, sma_*, vwap_*, avg_volume_*, rel_volume, "
+            "price_change_*) right after that bar. One process only.",
+        ),
+    ] = None,
 ) -> None:
-    """Replay a trade file on the event clock and write window statistics as JSON lines."""
+    """Replay a trade file on the event clock and write window statistics as JSON lines.
+
+    With --bars-out / --indicators-out it also makes the 1-minute bars and indicators as
+    the worker does: a bar is final, and written, at the first evaluation (each snapshot,
+    and the end) at least TRADEPULSE_BAR_GRACE after its minute ends. Bars still forming
+    at the end of the file are not written. --out /dev/null drops the window statistics.
+    """
     settings = _settings()
     specs = _windows(windows, settings)
     every_ms = _duration(snapshot_every, "--snapshot-every")
-    shards = _shards(processes, file)
+    want_bars = bars_out is not None or indicators_out is not None
+    if want_bars:
+        _check_bar_outputs(out, bars_out, indicators_out, processes)
+    shards = 1 if want_bars else _shards(processes, file)
     tune_gc_for_throughput()
     started = time.perf_counter()
     market = Market(specs)  # lives until the process exits (see _fast_exit)
@@ -143,7 +173,11 @@ def replay_cmd(
             err.print(f"line {line_no}: rejected ({exc.reason}): {exc.detail}", markup=False)
 
     try:
-        with open_input(file) as (stream, size), _output(out) as sink:
+        with (
+            open_input(file) as (stream, size),
+            _output(out) as sink,
+            _bar_writer(bars_out, indicators_out, specs, settings.bar_grace_ms) as bars,
+        ):
             progress = _progress(size)
             with progress or nullcontext():
                 task = progress.add_task("replay", total=size) if progress else None
@@ -173,12 +207,51 @@ def replay_cmd(
                         on_progress=(lambda _n: progress.update(task, completed=stream.tell()))
                         if progress and task is not None
                         else None,
+                        bars=bars,
                     )
     except TradepulseError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
-    _print_summary(summary, time.perf_counter() - started)
+    _print_summary(summary, time.perf_counter() - started, bars=want_bars)
     _fast_exit()
+
+
+def _check_bar_outputs(
+    out: str, bars_out: str | None, indicators_out: str | None, processes: int
+) -> None:
+    """Bars need one process (the shards' bar lines are not merged), and each output its
+    own file (``os.devnull`` excepted)."""
+    if processes > 1:
+        raise typer.BadParameter(
+            "--bars-out and --indicators-out need one process: use -j 1", param_hint="--processes"
+        )
+    seen: dict[str, str] = {}
+    for option, path in (("--out", out), ("--bars-out", bars_out),
+                         ("--indicators-out", indicators_out)):  # fmt: skip
+        if path is None or path == os.devnull:
+            continue
+        key = path if path == "-" else str(Path(path).resolve())
+        if key in seen:
+            where = "standard output" if path == "-" else path
+            raise typer.BadParameter(f"{where} is also the {seen[key]} file", param_hint=option)
+        seen[key] = option
+
+
+@contextmanager
+def _bar_writer(
+    bars_out: str | None, indicators_out: str | None, specs: tuple[WindowSpec, ...],
+    grace_ms: int,
+) -> Iterator[BarWriter | None]:  # fmt: skip
+    """The bars and indicators outputs of a replay, opened (None when neither is asked)."""
+    if bars_out is None and indicators_out is None:
+        yield None
+        return
+    with _maybe_output(bars_out) as bars, _maybe_output(indicators_out) as indicators:
+        yield BarWriter(bars, indicators, longest_ms=specs[-1].duration_ms, grace_ms=grace_ms)
+
+
+def _maybe_output(path: str | None) -> AbstractContextManager[BinaryIO | None]:
+    return _output(path) if path is not None else nullcontext()
 
 
 def _fast_exit() -> None:
@@ -223,7 +296,7 @@ def _progress(size: int | None, *, in_bytes: bool = True) -> Progress | None:
     )
 
 
-def _print_summary(summary: ReplaySummary, elapsed_s: float) -> None:
+def _print_summary(summary: ReplaySummary, elapsed_s: float, *, bars: bool = False) -> None:
     table = Table(title="replay summary", show_header=False, box=None)
     rate = summary.read / elapsed_s if elapsed_s > 0 else 0.0
     table.add_row("lines read", f"{summary.read:,}")
@@ -234,6 +307,8 @@ def _print_summary(summary: ReplaySummary, elapsed_s: float) -> None:
     table.add_row("duplicates", f"{summary.duplicates:,}")
     table.add_row("late", f"{summary.late:,}")
     table.add_row("snapshot lines", f"{summary.snapshot_lines:,}")
+    if bars:
+        table.add_row("final bars", f"{summary.bar_lines:,}")
     table.add_row("elapsed", f"{elapsed_s:.2f} s ({rate:,.0f} lines/s)")
     err.print(table)
 

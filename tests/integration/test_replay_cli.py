@@ -134,3 +134,38 @@ def test_sharded_replay_output_is_identical_to_one_process(tmp_path: Path) -> No
 def test_sharding_standard_input_is_refused() -> None:
     result = run("-", "-j", "2", stdin=b"")
     assert result.returncode == 2 and b"--processes" in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--bars-out", "--indicators-out"])
+def test_bar_output_unwritable_path_exits_2_with_message(tmp_path: Path, option: str) -> None:
+    (tmp_path / "t.jsonl").write_text(wire("A", BASE_MS, "h") + "\n")
+    target = tmp_path / "missing-dir" / "bars.jsonl"
+    result = run(str(tmp_path / "t.jsonl"), "--out", str(tmp_path / "o.jsonl"), option,
+                 str(target))  # fmt: skip
+    assert result.returncode == 2
+    assert b"cannot write" in result.stderr and b"missing-dir" in result.stderr
+
+
+def test_bar_outputs_with_several_processes_exit_2_naming_the_options(tmp_path: Path) -> None:
+    (tmp_path / "t.jsonl").write_text(wire("A", BASE_MS, "h") + "\n")
+    result = run(str(tmp_path / "t.jsonl"), "-j", "2", "--bars-out", str(tmp_path / "b.jsonl"))
+    assert result.returncode == 2
+    assert b"--processes" in result.stderr and b"--bars-out" in result.stderr
+    assert not (tmp_path / "b.jsonl").exists()
+
+
+def test_bar_outputs_to_one_file_exit_2_naming_the_option(tmp_path: Path) -> None:
+    (tmp_path / "t.jsonl").write_text(wire("A", BASE_MS, "h") + "\n")
+    same = str(tmp_path / "b.jsonl")
+    result = run(str(tmp_path / "t.jsonl"), "--bars-out", same, "--indicators-out", same)
+    assert result.returncode == 2 and b"--indicators-out" in result.stderr
+    assert run(str(tmp_path / "t.jsonl"), "--bars-out", "-").returncode == 2  # stdout: --out
+
+
+def test_bars_to_stdout_beside_an_output_file_written_there(tmp_path: Path) -> None:
+    text = "\n".join(wire("A", BASE_MS + dt, f"t{dt}") for dt in (0, 70_000))
+    result = run("-", "--out", str(tmp_path / "o.jsonl"), "--bars-out", "-", stdin=text.encode())
+    assert result.returncode == 0, result.stderr
+    (bar,) = lines_of(result.stdout)
+    minute = BASE_MS - BASE_MS % 60_000
+    assert (bar["token"], bar["open_ms"], bar["trades"], bar["revision"]) == ("A", minute, 1, 0)
