@@ -3,11 +3,8 @@ and ``BarBuilder``, which makes them from one token's trades (pure: time is pass
 
 from __future__ import annotations
 
-import math
-from array import array
 from collections.abc import Iterable
 from heapq import heappop, heappush
-from itertools import chain
 
 import msgspec
 
@@ -66,26 +63,40 @@ class BarBuilderSnapshot(msgspec.Struct, frozen=True):
     pending: dict[TsMs, int] = {}
 
 
+#: Every finite double is an integer multiple of 2**-1074: scaled by 2**1074, sums of doubles
+#: are exact Python integers, and ``int / int`` rounds the exact sum correctly (as math.fsum).
+_SCALE_BITS = 1074
+_SCALE = 1 << _SCALE_BITS
+
+
+def _exact(x: float) -> int:
+    """``x * 2**1074`` as an exact integer."""
+    numerator, denominator = x.as_integer_ratio()
+    return numerator << (_SCALE_BITS + 1 - denominator.bit_length())
+
+
 class _Minute:
     """The trades of one minute, reduced to what a bar needs, kept exact.
 
     Open and close are the prices of the first and last trade by time; ties keep arrival
     order (a later arrival with an equal time replaces the close, never the open), so the
-    result is that of sorting by ``(ts_ms, arrival)``. The amounts are kept one per trade
-    (8 bytes each) and summed with ``math.fsum`` when a bar is built: the sums are exactly
-    rounded, hence independent of arrival order, and a late trade corrects them exactly.
+    result is that of sorting by ``(ts_ms, arrival)``. The amounts are summed exactly as
+    integers (``_exact``) and rounded once when a bar is built: the sums are exactly rounded,
+    hence independent of arrival order, a late trade corrects them exactly, and both adding a
+    trade and building the bar cost O(1).
     """
 
-    __slots__ = ("amounts", "bar", "buys", "close", "first_ms", "high", "last_ms", "low", "open",
-                 "sells", "sent")  # fmt: skip
+    __slots__ = ("amount", "bar", "buys", "close", "first_ms", "high", "last_ms", "low", "open",
+                 "sells", "sent", "trades")  # fmt: skip
 
     def __init__(self, trade: Trade) -> None:
         price = trade.price_usd
         self.first_ms = self.last_ms = trade.ts_ms
         self.open = self.close = self.high = self.low = price
-        self.amounts = array("d", [trade.token_amount])
-        self.buys = array("d", [trade.volume_usd] if trade.is_buy else [])
-        self.sells = array("d", [] if trade.is_buy else [trade.volume_usd])
+        self.trades = 1
+        self.amount = _exact(trade.token_amount)
+        usd = _exact(trade.volume_usd)
+        self.buys, self.sells = (usd, 0) if trade.is_buy else (0, usd)
         self.sent = -1  # revision last emitted; -1: never
         self.bar: Bar | None = None  # cache of the current content (revision 0)
 
@@ -99,20 +110,23 @@ class _Minute:
             self.high = price
         elif price < self.low:
             self.low = price
-        self.amounts.append(trade.token_amount)
-        (self.buys if trade.is_buy else self.sells).append(trade.volume_usd)
+        self.trades += 1
+        self.amount += _exact(trade.token_amount)
+        if trade.is_buy:
+            self.buys += _exact(trade.volume_usd)
+        else:
+            self.sells += _exact(trade.volume_usd)
         self.bar = None
 
     def to_bar(self, token: TokenId, open_ms: TsMs, revision: int) -> Bar:
-        """The bar with ``revision``; O(trades) for the exact sums, cached until a trade."""
+        """The bar with ``revision`` (cached until a trade arrives)."""
         bar = self.bar
         if bar is None:
-            volume = math.fsum(self.amounts)
-            volume_usd = math.fsum(chain(self.buys, self.sells))
+            volume = self.amount / _SCALE
+            volume_usd = (self.buys + self.sells) / _SCALE
             bar = self.bar = Bar(
                 token, open_ms, self.open, self.high, self.low, self.close, volume, volume_usd,
-                math.fsum(self.buys), math.fsum(self.sells), len(self.amounts),
-                volume_usd / volume,
+                self.buys / _SCALE, self.sells / _SCALE, self.trades, volume_usd / volume,
             )  # fmt: skip
         return bar if revision == 0 else msgspec.structs.replace(bar, revision=revision)
 
