@@ -8,6 +8,7 @@ translated where they enter (``raise ... from e``)::
     ├── ConfigError            a setting is missing or has a bad value (names the variable)
     ├── InvalidTradeError      a trade broke a rule of the wire format (names field and rule)
     ├── WindowSpecError        a window list or duration cannot be parsed
+    ├── RuleError              a rule is invalid: every error with its JSON path (core/rules.py)
     ├── InputError             an input file or stream cannot be read
     ├── BrokerError            the message broker cannot be reached or refused an operation
     └── StoreUnavailableError  the live-state store (Redis) cannot be reached or failed
