@@ -37,6 +37,7 @@ lint: install  ## ruff + mypy --strict on src/
 bench: install  ## benchmarks; JSON results in bench/results/
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/bars.py
+	$(BIN)/python bench/scan.py
 
 bench-worker: install services  ## worker throughput through a real broker and Redis
 	$(BIN)/python bench/worker.py
