@@ -35,8 +35,10 @@ import redis
 from redis.exceptions import NoScriptError
 
 from tradepulse import metrics
+from tradepulse.core.alerts import Alert
 from tradepulse.core.bars import Bar
 from tradepulse.core.errors import StoreUnavailableError
+from tradepulse.core.scanner import ScanRecord
 from tradepulse.core.tokenbars import TokenBarsSnapshot
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
@@ -62,7 +64,8 @@ if keep < len then
 end
 local n = tonumber(ARGV[5])
 local m = tonumber(ARGV[6])
-local wfirst = 13 + m
+local a = tonumber(ARGV[13])
+local wfirst = 17 + m + a
 local packed = ARGV[wfirst + 3 * n]
 if packed ~= '' then
   local items = {}
@@ -100,8 +103,14 @@ if ARGV[9] ~= '' then
   redis.call('SET', KEYS[7], ARGV[9], 'PX', 600000)
   redis.call('PUBLISH', ARGV[10], ARGV[11])
 end
-for i = 13, 12 + m do
+for i = 17, 16 + m do
   redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[12], '*', 'bar', ARGV[i])
+end
+if ARGV[14] ~= '' then redis.call('SET', KEYS[9], ARGV[14]) end
+if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('EXPIRE', KEYS[9], ttl) end
+for i = 17 + m, 16 + m + a do
+  redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[16], '*', 'alert', ARGV[i])
+  redis.call('PUBLISH', ARGV[15], ARGV[i])
 end
 return 1
 """
@@ -110,6 +119,9 @@ return 1
 #: persister acknowledges far sooner; the cap only bounds memory if it is down for long.
 BARS_STREAM_MAXLEN = 1_000_000
 INDICATORS_CHANNEL = "indicators.updated"
+#: The ``alerts`` stream is capped too (the alert persister acknowledges within seconds).
+ALERTS_STREAM_MAXLEN = 100_000
+ALERTS = "alerts"  # stream and channel
 
 
 class StoredTrade(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -138,6 +150,8 @@ class TokenUpdate(msgspec.Struct, frozen=True):
     forming: Bar | None = None  # the forming bar (livebar key; deleted when None)
     indicators: dict[str, float | None] | None = None  # new values (ind key), or unchanged
     bars_state: TokenBarsSnapshot | None = None  # written with finals (what trades cannot rebuild)
+    alerts: list[Alert] = []  # appended to the alerts stream and published
+    scan: ScanRecord | None = None  # the token's scanner state after its last scan
 
 
 _encoder = msgspec.json.Encoder()
@@ -148,9 +162,11 @@ _stats_decoder = msgspec.json.Decoder(WindowStats)
 _LOAD_CHUNK = 256
 _READ_TOKEN = """
 return {redis.call('HGET', KEYS[2], 'base') or false, redis.call('LRANGE', KEYS[1], 0, -1),
-        redis.call('HGETALL', KEYS[3]), redis.call('GET', KEYS[4]) or false}
+        redis.call('HGETALL', KEYS[3]), redis.call('GET', KEYS[4]) or false,
+        redis.call('GET', KEYS[5]) or false}
 """
 _bars_state_decoder = msgspec.json.Decoder(TokenBarsSnapshot)
+_scan_decoder = msgspec.json.Decoder(ScanRecord)
 
 
 def _stored_trade(token: TokenId, raw: bytes) -> Trade:
@@ -164,19 +180,21 @@ class Restored(msgspec.Struct, frozen=True):
 
     windows: TokenWindows
     bars_state: TokenBarsSnapshot | None
+    scan: ScanRecord | None = None
 
 
 def _rebuild(token: TokenId, specs: tuple[WindowSpec, ...], reply: Any) -> Restored | None:
     """A token from the reply of ``_READ_TOKEN``: ``[base, trades, flat aggregates,
     bars state]``."""
-    base_raw, raw_trades, flat, raw_state = reply
+    base_raw, raw_trades, flat, raw_state, raw_scan = reply
     if not raw_trades or not flat:
         return None
     updated = max(_stats_decoder.decode(v).updated_ms for v in flat[1::2])
     trades = [_stored_trade(token, item) for item in raw_trades]
     windows = TokenWindows.rebuild(specs, trades, updated, first_seq=int(base_raw or 0))
     state = _bars_state_decoder.decode(raw_state) if raw_state else None
-    return Restored(windows, state)
+    scan = _scan_decoder.decode(raw_scan) if raw_scan else None
+    return Restored(windows, state, scan)
 
 
 def _rfc3339(ts_ms: TsMs) -> str:
@@ -207,6 +225,14 @@ class RedisStore:
         """The bars state, forming bar and indicators keys of ``token``."""
         p = self._prefix
         return f"{p}token:{{{token}}}:bars", f"{p}livebar:{{{token}}}", f"{p}ind:{{{token}}}"
+
+    def scan_key(self, token: TokenId) -> str:
+        """The token's scanner state (cooldowns, previous samples) after its last scan."""
+        return f"{self._prefix}token:{{{token}}}:scan"
+
+    @property
+    def alerts_key(self) -> str:
+        return f"{self._prefix}{ALERTS}"
 
     @property
     def bars_stream_key(self) -> str:
@@ -250,7 +276,8 @@ class RedisStore:
         for update in updates:
             if update.written_ms not in written:
                 written[update.written_ms] = _rfc3339(update.written_ms)
-            keys = (*self.keys(update.token), *self.bar_keys(update.token), self.bars_stream_key)
+            keys = (*self.keys(update.token), *self.bar_keys(update.token), self.bars_stream_key,
+                    self.scan_key(update.token), self.alerts_key)  # fmt: skip
             args = self._args(update, written[update.written_ms])
             commands.append(("EVALSHA", self._sha, len(keys), *keys, *args))
             commands.append(("ZADD", self.active_key, update.newest_ms, update.token))
@@ -315,8 +342,11 @@ class RedisStore:
             _encoder.encode(update.bars_state) if update.bars_state is not None else b"",
             _encoder.encode(update.forming) if update.forming is not None else b"",
             indicators, f"{self._prefix}{INDICATORS_CHANNEL}", update.token, BARS_STREAM_MAXLEN,
+            len(update.alerts), _encoder.encode(update.scan) if update.scan is not None else b"",
+            self.alerts_key, ALERTS_STREAM_MAXLEN,
         ]  # fmt: skip
         args += [_encoder.encode(bar) for bar in update.finals]
+        args += [_encoder.encode(alert) for alert in update.alerts]
         for name, stats in update.stats.items():
             args += [name, view.starts[name], _encoder.encode(stats)]
         args.append(b"\n".join([
@@ -361,8 +391,9 @@ class RedisStore:
             pipe = self._client.pipeline(transaction=False)
             for token in chunk:
                 trades_key, indices_key, aggregates_key, _ = self.keys(token)
-                keys = (trades_key, indices_key, aggregates_key, self.bar_keys(token)[0])
-                pipe.eval(_READ_TOKEN, 4, *keys)
+                keys = (trades_key, indices_key, aggregates_key, self.bar_keys(token)[0],
+                        self.scan_key(token))  # fmt: skip
+                pipe.eval(_READ_TOKEN, len(keys), *keys)
             for token, reply in zip(chunk, self._run(pipe), strict=True):
                 restored = _rebuild(token, specs, reply)
                 if restored is not None:

@@ -333,3 +333,11 @@ class Scanner:
 
 def _nans(capacity: int) -> np.ndarray:
     return np.full(capacity, math.nan)
+
+
+class ScanRecord(msgspec.Struct, frozen=True):
+    """What a worker stores with a token after a scan: the scan time and the scanner state
+    (a restarted worker does not scan the token again at or before ``scanned_ms``)."""
+
+    scanned_ms: TsMs
+    state: TokenState
