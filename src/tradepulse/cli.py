@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 import time
@@ -28,8 +29,11 @@ from tradepulse.adapters.files import open_input
 from tradepulse.config import Settings, load_settings
 from tradepulse.core.errors import InvalidTradeError, TradepulseError
 from tradepulse.core.market import Market
+from tradepulse.core.rules import Rule, RuleError
 from tradepulse.core.windows import WindowSpec, parse_duration_ms, parse_windows
 from tradepulse.history_cli import candles_cmd, db_app, persist_cmd
+from tradepulse.rules_cli import rules_app
+from tradepulse.service.dryrun import DryRun, load_rules, reads_bars
 from tradepulse.service.replay import BarWriter, ReplaySummary, replay
 from tradepulse.service.sharded import replay_sharded
 
@@ -149,21 +153,56 @@ def replay_cmd(
             "price_change_*) right after that bar. One process only.",
         ),
     ] = None,
+    rules: Annotated[
+        str | None,
+        typer.Option(
+            "--rules",
+            metavar="RULES.json",
+            help="Dry run of alert rules (one rule object or a JSON array of them, each "
+            "identified by its name): scan at every multiple of --scan-interval and write "
+            "the alerts the rules would have sent to --alerts-out. One process only.",
+        ),
+    ] = None,
+    alerts_out: Annotated[
+        str | None,
+        typer.Option(
+            "--alerts-out",
+            metavar="FILE",
+            help="With --rules (required): one JSON line per alert (- for stdout).",
+        ),
+    ] = None,
+    scan_interval: Annotated[
+        str | None,
+        typer.Option(
+            "--scan-interval",
+            help="With --rules: scan at every multiple of this duration, epoch-aligned, "
+            "on the event clock (default 1s).",
+        ),
+    ] = None,
 ) -> None:
     """Replay a trade file on the event clock and write window statistics as JSON lines.
 
     With --bars-out / --indicators-out it also makes the 1-minute bars and indicators as
     the worker does: a bar is final, and written, at the first evaluation (each snapshot,
-    and the end) at least TRADEPULSE_BAR_GRACE after its minute ends. Bars still forming
-    at the end of the file are not written. --out /dev/null drops the window statistics.
+    each scan, and the end) at least TRADEPULSE_BAR_GRACE after its minute ends. Bars still
+    forming at the end of the file are not written. --out /dev/null drops the window
+    statistics.
+
+    With --rules the scanner runs at every multiple M of --scan-interval, taken like the
+    snapshots when the first trade later than M is read (before it is applied), over the
+    tokens with a trade in the longest window; a summary of the alerts per rule goes to
+    standard error.
     """
     settings = _settings()
     specs = _windows(windows, settings)
     every_ms = _duration(snapshot_every, "--snapshot-every")
+    _check_rule_options(rules, alerts_out, scan_interval)
+    scan_ms = _duration(scan_interval or "1s", "--scan-interval") or 1_000
     want_bars = bars_out is not None or indicators_out is not None
-    if want_bars:
-        _check_bar_outputs(out, bars_out, indicators_out, processes)
-    shards = 1 if want_bars else _shards(processes, file)
+    if want_bars or rules is not None:
+        _check_bar_outputs(out, bars_out, indicators_out, processes, alerts_out)
+    rule_set = _load_rules(rules, specs) if rules is not None else None
+    shards = 1 if want_bars or rule_set is not None else _shards(processes, file)
     tune_gc_for_throughput()
     started = time.perf_counter()
     market = Market(specs)  # lives until the process exits (see _fast_exit)
@@ -176,8 +215,13 @@ def replay_cmd(
         with (
             open_input(file) as (stream, size),
             _output(out) as sink,
-            _bar_writer(bars_out, indicators_out, specs, settings.bar_grace_ms) as bars,
-        ):
+            _bar_writer(bars_out, indicators_out, specs, settings.bar_grace_ms,
+                        always=rule_set is not None and reads_bars(rule_set)) as bars,
+            _maybe_output(alerts_out) as alerts_sink,
+        ):  # fmt: skip
+            dry_run = None
+            if rule_set is not None and alerts_sink is not None:
+                dry_run = DryRun(rule_set, alerts_sink)
             progress = _progress(size)
             with progress or nullcontext():
                 task = progress.add_task("replay", total=size) if progress else None
@@ -208,26 +252,71 @@ def replay_cmd(
                         if progress and task is not None
                         else None,
                         bars=bars,
+                        dry_run=dry_run,
+                        scan_every_ms=scan_ms,
                     )
     except TradepulseError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     _print_summary(summary, time.perf_counter() - started, bars=want_bars)
+    if rule_set is not None:
+        _print_alerts(summary.alerts)
     _fast_exit()
 
 
-def _check_bar_outputs(
-    out: str, bars_out: str | None, indicators_out: str | None, processes: int
-) -> None:
-    """Bars need one process (the shards' bar lines are not merged), and each output its
-    own file (``os.devnull`` excepted)."""
-    if processes > 1:
+def _check_rule_options(rules: str | None, alerts_out: str | None, scan: str | None) -> None:
+    """--alerts-out and --scan-interval go with --rules, which needs --alerts-out."""
+    if rules is None:
+        for option, value in (("--alerts-out", alerts_out), ("--scan-interval", scan)):
+            if value is not None:
+                raise typer.BadParameter("only with --rules", param_hint=option)
+    elif alerts_out is None:
         raise typer.BadParameter(
-            "--bars-out and --indicators-out need one process: use -j 1", param_hint="--processes"
+            "--rules needs --alerts-out FILE (/dev/null for the summary only)",
+            param_hint="--alerts-out",
         )
+
+
+def _load_rules(path: str, specs: tuple[WindowSpec, ...]) -> list[Rule]:
+    """The rules of the --rules file; exit 2 listing every error with its path."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot read {path}: {exc.strerror or exc}")
+        raise typer.Exit(2) from exc
+    try:
+        return load_rules(data, [spec.name for spec in specs])
+    except RuleError as exc:
+        err.print(f"[red]error:[/] invalid rules in {path}:")
+        for problem in exc.errors:
+            err.print(f"  {problem}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+
+
+def _print_alerts(counts: dict[str, int]) -> None:
+    """One line: the alerts in total, then per rule (by id, which is the name), in order."""
+    per_rule = ", ".join(f"{json.dumps(name, ensure_ascii=False)}: {n:,}"
+                         for name, n in counts.items())  # fmt: skip
+    err.print(f"alerts: {sum(counts.values()):,} ({per_rule})", markup=False, soft_wrap=True)
+
+
+def _check_bar_outputs(
+    out: str,
+    bars_out: str | None,
+    indicators_out: str | None,
+    processes: int,
+    alerts_out: str | None = None,
+) -> None:
+    """Bars and rules need one process (the shards' bar lines and scans are not merged),
+    and each output its own file (``os.devnull`` excepted)."""
+    if processes > 1:
+        needs = ("--bars-out and --indicators-out need" if alerts_out is None
+                 else "--rules needs")  # fmt: skip
+        raise typer.BadParameter(f"{needs} one process: use -j 1", param_hint="--processes")
     seen: dict[str, str] = {}
     for option, path in (("--out", out), ("--bars-out", bars_out),
-                         ("--indicators-out", indicators_out)):  # fmt: skip
+                         ("--indicators-out", indicators_out),
+                         ("--alerts-out", alerts_out)):  # fmt: skip
         if path is None or path == os.devnull:
             continue
         key = path if path == "-" else str(Path(path).resolve())
@@ -240,10 +329,11 @@ def _check_bar_outputs(
 @contextmanager
 def _bar_writer(
     bars_out: str | None, indicators_out: str | None, specs: tuple[WindowSpec, ...],
-    grace_ms: int,
+    grace_ms: int, *, always: bool = False,
 ) -> Iterator[BarWriter | None]:  # fmt: skip
-    """The bars and indicators outputs of a replay, opened (None when neither is asked)."""
-    if bars_out is None and indicators_out is None:
+    """The bars and indicators outputs of a replay, opened (None when neither is asked,
+    unless ``always``: rules read the bars)."""
+    if bars_out is None and indicators_out is None and not always:
         yield None
         return
     with _maybe_output(bars_out) as bars, _maybe_output(indicators_out) as indicators:
@@ -527,6 +617,7 @@ def version_cmd() -> None:
 app.add_typer(db_app, name="db")  # the PostgreSQL history (tradepulse.history_cli)
 app.command("candles")(candles_cmd)
 app.command("persist")(persist_cmd)
+app.add_typer(rules_app, name="rules")  # alert rules in the rule store (tradepulse.rules_cli)
 
 
 def main() -> None:

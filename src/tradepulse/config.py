@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, frozen=True):
     http_port: int = 9100
     bars: bool = True
     bar_grace_ms: int = 2_000
+    rules: str = "db"  # "db": the rule store; "off": no scans; else a JSON file of rules
+    scan_interval_ms: int = 1_000
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/test"  # may hold a password
     persist_group: str = "tradepulse-persister"
     persist_consumer: str = ""  # empty: the host name (stable across restarts of a pod)
@@ -185,6 +187,20 @@ def _stripped(_name: str, value: str) -> str:
     return value.strip()
 
 
+def _rules(name: str, value: str) -> str:
+    text = value.strip()
+    if not text:
+        raise ConfigError(f"{name}={value!r}: accepts db, off or the path of a JSON rules file")
+    return text
+
+
+def _positive_duration(name: str, value: str) -> int:
+    ms = _duration(name, value)
+    if not isinstance(ms, int) or ms <= 0:
+        raise ConfigError(f"{name}={value!r}: accepts a duration above zero such as 1s")
+    return ms
+
+
 def _flag(name: str, value: str) -> bool:
     text = value.strip().lower()
     if text in ("1", "true", "yes", "on"):
@@ -258,6 +274,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRADEPULSE_HTTP_HOST": ("http_host", _host),
     "TRADEPULSE_HTTP_PORT": ("http_port", _port),
     "TRADEPULSE_BARS": ("bars", _flag),
+    "TRADEPULSE_RULES": ("rules", _rules),
+    "TRADEPULSE_SCAN_INTERVAL": ("scan_interval_ms", _positive_duration),
     "TRADEPULSE_BAR_GRACE": ("bar_grace_ms", _duration),
     "TRADEPULSE_PG_DSN": ("pg_dsn", _pg_dsn),
     "TRADEPULSE_PERSIST_GROUP": ("persist_group", _non_empty),

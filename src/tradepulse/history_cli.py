@@ -165,16 +165,19 @@ def candles_cmd(
 
 
 def persist_cmd() -> None:
-    """Store finalized bars from the Redis stream bars.finalized in PostgreSQL until
-    SIGTERM or Ctrl-C. PostgreSQL or Redis outages are waited out; nothing is lost."""
+    """Store finalized bars (Redis stream bars.finalized) and alerts (stream alerts) in
+    PostgreSQL until SIGTERM or Ctrl-C. PostgreSQL or Redis outages are waited out;
+    nothing is lost."""
     from tradepulse.service.persister import run_persister
-    from tradepulse.wiring import build_persister, configure_logging
+    from tradepulse.wiring import alerts_in_thread, build_persister, configure_logging
 
     settings = _settings()
     configure_logging(settings)
     stop = threading.Event()
     stream, repo = _or_exit(lambda: build_persister(settings))
+    alerts = _or_exit(lambda: alerts_in_thread(settings, stop))
     with repo, _signals_set(stop):
         stats = run_persister(stream, repo, stop, batch_size=settings.persist_batch_size)
+    alerts.join(timeout=5)
     err.print(f"persister stopped: {stats.written:,} bars written, {stats.acked:,} entries "
               f"acknowledged, {stats.malformed:,} malformed")  # fmt: skip

@@ -76,6 +76,11 @@ ASSIGNED_PARTITIONS = Gauge(
 CIRCUIT_OPEN = Gauge(
     "tradepulse_redis_circuit_open", "1 while Redis is unavailable and consumption is paused."
 )
+ALERTS = Counter("tradepulse_alerts_total", "Alerts emitted by the rule scans.")
+SCAN_SECONDS = Histogram(
+    "tradepulse_scan_seconds", "Time of one rule scan with its writes.", buckets=_SECONDS
+)
+RULES_LOADED = Gauge("tradepulse_rules_enabled", "Enabled rules the scans evaluate.")
 RSS = Gauge("tradepulse_process_rss_bytes", "Resident memory of this process.")
 BARS_PERSISTED = Counter(
     "tradepulse_bars_persisted_total",

@@ -23,6 +23,7 @@ from tradepulse.core.market import Market
 from tradepulse.service import runner
 from tradepulse.service.ops import LocalOps, Tuning, WorkerState
 from tradepulse.service.pipeline import Pipeline
+from tradepulse.service.runner import RuleFeed
 
 if TYPE_CHECKING:
     from tradepulse.adapters.postgres import BarRepository
@@ -39,6 +40,30 @@ class Worker(msgspec.Struct):
     consumer: TradeConsumer
     pipeline: Pipeline
     ops: LocalOps
+
+
+def rule_feed(settings: Settings) -> RuleFeed | None:
+    """The worker's rules: ``TRADEPULSE_RULES`` = ``db`` (the rule store, reloaded on
+    ``rules.updated``), ``off``, or a JSON file."""
+    from tradepulse.adapters.rule_feeds import FileRules, StoreRules
+
+    windows = [w.name for w in settings.windows]
+    if settings.rules == "off":
+        return None
+    if settings.rules != "db":
+        return FileRules(Path(settings.rules), windows, settings.scan_interval_ms)
+    from tradepulse.adapters.postgres_rules import RuleRepository
+
+    repository: list[RuleRepository] = []
+
+    def store() -> RuleRepository:
+        if not repository:
+            repository.append(RuleRepository(settings.pg_dsn))
+        return repository[0]
+
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    channel = f"{settings.redis_prefix}rules.updated"
+    return StoreRules(store, windows, settings.scan_interval_ms, client, channel)
 
 
 def build_persister(settings: Settings) -> tuple[RedisBarStream, BarRepository]:
@@ -64,18 +89,54 @@ def build_persister(settings: Settings) -> tuple[RedisBarStream, BarRepository]:
     return stream, repo
 
 
+def alerts_in_thread(settings: Settings, stop: threading.Event) -> threading.Thread:
+    """The alert persister (``{prefix}alerts`` → PostgreSQL ``alerts``) in a daemon thread
+    until ``stop`` (checked first: raises ``TradepulseError``)."""
+    from tradepulse.adapters.postgres_alerts import AlertRepository
+    from tradepulse.adapters.redis_alerts import alert_stream
+    from tradepulse.service.alert_persister import run_alert_persister
+
+    stream = alert_stream(
+        redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5),
+        prefix=settings.redis_prefix,
+        group=settings.persist_group,
+        consumer=settings.persist_consumer or socket.gethostname(),
+        claim_idle_ms=settings.persist_claim_idle_ms,
+    )
+    repo = AlertRepository(settings.pg_dsn)
+    try:
+        repo.check_schema()
+        stream.ensure_group()
+    except TradepulseError:
+        repo.close()
+        raise
+
+    def persist() -> None:
+        try:
+            run_alert_persister(stream, repo, stop, batch_size=settings.persist_batch_size)
+        finally:
+            repo.close()
+
+    thread = threading.Thread(target=persist, name="alert-persister", daemon=True)
+    thread.start()
+    return thread
+
+
 def persist_in_thread(settings: Settings, stop: threading.Event) -> threading.Thread:
-    """The bar persister running in a daemon thread until ``stop`` (checked first: raises
-    ``TradepulseError`` when PostgreSQL or the schema is missing)."""
+    """The bar and alert persisters running in daemon threads until ``stop`` (checked
+    first: raises ``TradepulseError`` when PostgreSQL or the schema is missing). Returns
+    the bar persister's thread (it stops with the alert persister's)."""
     from tradepulse.service.persister import run_persister
 
     stream, repo = build_persister(settings)
+    alerts = alerts_in_thread(settings, stop)
 
     def persist() -> None:
         try:
             run_persister(stream, repo, stop, batch_size=settings.persist_batch_size)
         finally:
             repo.close()
+            alerts.join(timeout=5)
 
     thread = threading.Thread(target=persist, name="persister", daemon=True)
     thread.start()
@@ -104,7 +165,7 @@ def run_worker(
         partial.replace(port_file)
     try:
         runner.run(worker.consumer, worker.pipeline, stop, tuning=worker.ops.tuning,
-                   state=worker.ops.state,
+                   state=worker.ops.state, rules=rule_feed(settings),
                    maintenance_interval_ms=settings.maintenance_interval_ms,
                    stale_after_ms=settings.stale_after_ms)  # fmt: skip
     finally:

@@ -29,10 +29,12 @@ from tradepulse.core.bars import DEFAULT_GRACE_MS, MINUTE_MS
 from tradepulse.core.clock import NEVER
 from tradepulse.core.errors import BrokerError, InvalidTradeError, StoreUnavailableError
 from tradepulse.core.market import Market
+from tradepulse.core.rules import Rule
 from tradepulse.core.tokenbars import TokenBars
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
 from tradepulse.core.windows import AddResult, TokenWindows
+from tradepulse.service.scanning import Scans
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,30 @@ class Pipeline:
         self._watermarks_restored = True
         self._dead_lettered: set[tuple[int, int]] = set()  # this batch's, across retries
         self._reported: Counter[str] = Counter()
+        self.scans: Scans | None = None  # rule scans, once rules are set
+
+    def set_rules(self, rules: list[Rule], interval_ms: int = 1_000) -> None:
+        """The enabled rules to scan (replacing the previous set; state is kept per rule)."""
+        if self.scans is None:
+            self.scans = Scans(rules, interval_ms)
+        else:
+            self.scans.set_rules(rules)
+
+    def scan(self) -> int | None:
+        """Scan when the clock reached the next multiple of the scan interval; the alerts
+        are written with their tokens (atomically with the scanner state). Returns the
+        alerts stored (``None``: no scan was due). Raises ``StoreUnavailableError``;
+        calling again retries the same alerts."""
+        scans = self.scans
+        if scans is None:
+            return None
+        at_ms = scans.due(self.clock.now_ms())
+        if at_ms is None:
+            return None
+        by_token = scans.evaluate(at_ms, self.market.tokens, self.bars)
+        if by_token:
+            self._write(set(by_token), self.wall_ms(), decorate=scans.decorate)
+        return scans.stored()
 
     def process(self, messages: list[ConsumedMessage]) -> dict[int, int]:
         """``apply`` then ``write``: the next offset per partition, safe to commit."""
@@ -205,6 +231,8 @@ class Pipeline:
         for token in [t for t, p in self._partition_of.items() if p in gone]:
             self.market.tokens.pop(token, None)
             self.bars.pop(token, None)
+            if self.scans is not None:
+                self.scans.forget(token)
             self._written_ms.pop(token, None)
             del self._partition_of[token]
 
@@ -227,6 +255,8 @@ class Pipeline:
         horizon_ms = self.bar_horizon_ms
         for token, r in restored.items():
             self.market.tokens[token] = r.windows
+            if self.scans is not None:
+                self.scans.restore(token, r.scan)
             if not self.bars_enabled:
                 continue
             trades = r.windows.retained_trades()
@@ -251,11 +281,17 @@ class Pipeline:
         self._partition_of.update(new)
 
     def _write(
-        self, tokens: set[TokenId], now_ms: TsMs, watermarks: dict[int, TsMs] | None = None
+        self,
+        tokens: set[TokenId],
+        now_ms: TsMs,
+        watermarks: dict[int, TsMs] | None = None,
+        decorate: Callable[[TokenUpdate], TokenUpdate] | None = None,
     ) -> None:
         floor = self.clock.now_ms()
         windows = {t: self.market.tokens[t] for t in tokens if t in self.market.tokens}
         updates = [self._update(token, tw, floor, now_ms) for token, tw in windows.items()]
+        if decorate is not None:
+            updates = [decorate(u) for u in updates]
         seen = {p: t for p, t in (watermarks or {}).items() if t != NEVER}
         gaps = set(self.store.write(updates, seen))
         if gaps:

@@ -14,9 +14,17 @@ window evaluated at ``T = M``. The final snapshot is taken at the largest trade 
 
 With a ``BarWriter`` the 1-minute bars and indicators are made as the worker makes them:
 each trade the windows applied (not a duplicate, not late) goes to its token's bars, and
-each evaluation of a token (its snapshot line) moves its bars to the evaluation time ``T``
-and writes the bars final by then. At the end every token is moved to the final snapshot's
-time, so every bar final by then is written; bars still forming are not.
+each evaluation of a token (its snapshot line, or a scan of it) moves its bars to the
+evaluation time ``T`` and writes the bars final by then. At the end every token is moved to
+the final snapshot's time, so every bar final by then is written; bars still forming are not.
+
+With a ``DryRun`` (alert rules) the scanner runs at every multiple ``M`` of the scan
+interval on the same schedule as snapshots (taken when the first trade later than ``M`` is
+read, before it is applied; so ``first trade time <= M < last trade time``; no scan at the
+end). A scan's rows are the tokens with a trade in ``(M - longest window, M]``, by name
+(as a snapshot's lines), every metric at ``T = M``; the bars of those tokens are moved to
+``M`` first. Snapshots and scans due before one trade run in time order (a snapshot first
+at equal times): windows and bars only move forward.
 """
 
 from __future__ import annotations
@@ -37,11 +45,13 @@ from tradepulse.core.tokenbars import TokenBars
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
 from tradepulse.core.windows import AddResult, WindowStats
+from tradepulse.service.dryrun import DryRun
 
 _CHUNK_BYTES = 1 << 20
 RejectHandler = Callable[[int, InvalidTradeError], None]
 ProgressHandler = Callable[[int], None]
 ApplyTrades = Callable[[list[Trade], TsMs], TsMs]  # (trades, watermark) -> new watermark
+Action = Callable[[TsMs], None]  # a periodic action at an evaluation time
 
 
 class SnapshotLine(msgspec.Struct, frozen=True, gc=False):
@@ -64,6 +74,7 @@ class ReplaySummary(msgspec.Struct):
     snapshot_lines: int = 0
     last_trade_ms: TsMs | None = None
     bar_lines: int = 0
+    alerts: dict[str, int] = msgspec.field(default_factory=dict)  # per rule id
 
     @property
     def rejected_total(self) -> int:
@@ -124,20 +135,22 @@ class BarWriter:
         if tb is None:
             return
         bars, ind = bytearray(), bytearray()
+        bars_out, indicators_out = self._bars_out, self._indicators_out
         for bar in tb.builder.advance(t_ms):
             tb.indicators.update(bar)
-            self._encoder.encode_into(bar, bars, -1)
-            bars += b"\n"
-            if self._indicators_out is not None:
+            if bars_out is not None:
+                self._encoder.encode_into(bar, bars, -1)
+                bars += b"\n"
+            if indicators_out is not None:
                 line = {"token": token, "open_ms": tb.indicators.last_open_ms,
                         **tb.indicators.values()}  # fmt: skip
                 self._encoder.encode_into(line, ind, -1)
                 ind += b"\n"
             self.lines += 1
-        if bars and self._bars_out is not None:
-            self._bars_out.write(bars)
-        if ind and self._indicators_out is not None:
-            self._indicators_out.write(ind)
+        if bars and bars_out is not None:
+            bars_out.write(bars)
+        if ind and indicators_out is not None:
+            indicators_out.write(ind)
 
     def finish(self, t_ms: TsMs) -> None:
         """Move every token (by name) to ``t_ms``, writing the bars final by then."""
@@ -174,6 +187,85 @@ class SnapshotWriter:
         self._out.write(buf)
 
 
+class RuleScans:
+    """The dry run's scans of a replay: ``dry_run`` over the market's tokens with a trade
+    in ``(t_ms - longest window, t_ms]``, by name, after moving their bars to ``t_ms``."""
+
+    def __init__(self, market: Market, dry_run: DryRun, bars: BarWriter | None) -> None:
+        if dry_run.needs_bars and bars is None:
+            raise ValueError("the rules read bar. or ind. metrics: the replay needs a BarWriter")
+        self._market = market
+        self._dry_run = dry_run
+        self._bars = bars
+        self._longest_ms = market.specs[-1].duration_ms
+
+    def __call__(self, t_ms: TsMs) -> None:
+        since = t_ms - self._longest_ms
+        windows = self._market.tokens
+        tokens = sorted(n for n, tw in windows.items() if tw.newest_ms > since)
+        bars = self._bars
+        if bars is not None:
+            for name in tokens:
+                bars.evaluated(name, t_ms)
+        self._dry_run.scan(t_ms, tokens, windows, bars.tokens if bars is not None else {})
+
+
+class _Periodic:
+    """An action at every multiple of ``every_ms``; ``next_ms`` is the next one due."""
+
+    __slots__ = ("action", "every_ms", "next_ms")
+
+    def __init__(self, every_ms: int, action: Action) -> None:
+        self.every_ms = every_ms
+        self.action = action
+        self.next_ms: TsMs = NEVER
+
+
+class _Schedule:
+    """Epoch-aligned periodic actions on the event clock (see the module docstring).
+
+    ``due`` runs, before a trade at ``t_ms`` is applied, every action due: each multiple
+    ``M < t_ms`` of each period from the first trade on, in time order (ties: in the order
+    the actions were added). Multiples where no token can have a trade in
+    ``(M - longest, M]`` (every trade so far is at or before ``M - longest``) are skipped
+    without looking at the tokens. Returns the next multiple due, so callers test one
+    number per trade."""
+
+    def __init__(self, longest_ms: int) -> None:
+        self._longest_ms = longest_ms
+        self._periodic: list[_Periodic] = []
+        self.next_ms: TsMs = NEVER  # NEVER until the first trade
+
+    def __bool__(self) -> bool:
+        return bool(self._periodic)
+
+    def add(self, every_ms: int, action: Action) -> None:
+        self._periodic.append(_Periodic(every_ms, action))
+
+    def due(self, t_ms: TsMs, watermark: TsMs) -> TsMs:
+        periodic = self._periodic
+        if self.next_ms == NEVER:
+            for p in periodic:
+                p.next_ms = _multiple_at_or_after(t_ms, p.every_ms)
+        else:
+            while (p := min(periodic, key=_next_ms)).next_ms <= t_ms:
+                if p.next_ms - self._longest_ms >= watermark:
+                    p.next_ms = _multiple_at_or_after(t_ms, p.every_ms)
+                    continue
+                p.action(p.next_ms)
+                p.next_ms += p.every_ms
+        self.next_ms = min(p.next_ms for p in periodic)
+        return self.next_ms
+
+
+def _next_ms(p: _Periodic) -> TsMs:
+    return p.next_ms
+
+
+def _multiple_at_or_after(t_ms: TsMs, every_ms: int) -> TsMs:
+    return -(-t_ms // every_ms) * every_ms
+
+
 def replay(
     stream: BinaryIO,
     market: Market,
@@ -185,18 +277,25 @@ def replay(
     on_reject: RejectHandler | None = None,
     on_progress: ProgressHandler | None = None,
     bars: BarWriter | None = None,
+    dry_run: DryRun | None = None,
+    scan_every_ms: int = 1_000,
 ) -> ReplaySummary:
     """Replay the JSON lines of ``stream`` into ``market``; see the module docstring.
 
     ``now_ms`` is the wall-clock time trades may not be later than (plus the skew).
     ``on_progress`` receives the number of lines read after each chunk. Without ``bars``
     the trades are applied in batches (``Market.add_in_order_read``), with it one by one.
+    ``dry_run`` scans every ``scan_every_ms``; rules that read bars need ``bars``.
     """
     writer = SnapshotWriter(market, out, bars)
     apply: ApplyTrades = market.add_in_order_read if bars is None else partial(bars.apply, market)
+    schedule = _Schedule(market.specs[-1].duration_ms)
+    if snapshot_every_ms is not None:
+        schedule.add(snapshot_every_ms, partial(writer.write, final=False))
+    if dry_run is not None:
+        schedule.add(scan_every_ms, RuleScans(market, dry_run, bars))
     rejected: Counter[str] = Counter()
-    longest_ms = market.specs[-1].duration_ms
-    watermark = boundary = NEVER
+    watermark = NEVER
     read = 0
     while lines := stream.readlines(_CHUNK_BYTES):
         trades, bad = decode_batch(lines, read + 1, now_ms, max_future_skew_ms)
@@ -205,12 +304,10 @@ def replay(
             rejected[exc.reason] += 1
             if on_reject is not None:
                 on_reject(line_no, exc)
-        if snapshot_every_ms is None:
-            watermark = apply(trades, watermark)
+        if schedule:
+            watermark = _apply_on_schedule(apply, schedule, trades, watermark)
         else:
-            watermark, boundary = _apply_with_snapshots(
-                apply, writer, trades, watermark, boundary, snapshot_every_ms, longest_ms
-            )
+            watermark = apply(trades, watermark)
         if on_progress is not None:
             on_progress(read)
     if watermark != NEVER:
@@ -226,43 +323,19 @@ def replay(
         snapshot_lines=writer.lines,
         last_trade_ms=watermark if watermark != NEVER else None,
         bar_lines=bars.lines if bars is not None else 0,
+        alerts=dict(dry_run.counts) if dry_run is not None else {},
     )
 
 
-def _apply_with_snapshots(
-    apply: ApplyTrades,
-    writer: SnapshotWriter,
-    trades: list[Trade],
-    watermark: TsMs,
-    boundary: TsMs,
-    every: int,
-    longest: int,
-) -> tuple[TsMs, TsMs]:
-    """Apply ``trades``, writing each due snapshot just before the first trade past it."""
+def _apply_on_schedule(
+    apply: ApplyTrades, schedule: _Schedule, trades: list[Trade], watermark: TsMs
+) -> TsMs:
+    """Apply ``trades``, running each due action just before the first trade past it."""
     start = 0
+    boundary = schedule.next_ms
     for i, trade in enumerate(trades):
         if trade.ts_ms > boundary:
             watermark = apply(trades[start:i], watermark)
             start = i
-            boundary = _emit_due(writer, boundary, trade.ts_ms, every, watermark, longest)
-    return apply(trades[start:], watermark), boundary
-
-
-def _emit_due(
-    writer: SnapshotWriter, boundary: TsMs, t_ms: TsMs, every: int, watermark: TsMs, longest: int
-) -> TsMs:
-    """Write every due snapshot before a trade at ``t_ms``; return the next boundary.
-
-    The first trade sets the first boundary (the first multiple at or after it). Multiples
-    where no token can have a trade in ``(M - longest, M]`` (all trades so far are at or
-    before ``M - longest``) are skipped without looking at the tokens.
-    """
-    if boundary == NEVER:
-        return -(-t_ms // every) * every
-    while t_ms > boundary:
-        if boundary - longest >= watermark:
-            boundary = -(-t_ms // every) * every
-            break
-        writer.write(boundary, final=False)
-        boundary += every
-    return boundary
+            boundary = schedule.due(trade.ts_ms, watermark)
+    return apply(trades[start:], watermark)

@@ -11,7 +11,8 @@ from typing import Protocol, TypeVar
 
 from tradepulse import metrics
 from tradepulse.adapters.kafka import ConsumedMessage
-from tradepulse.core.errors import StoreUnavailableError
+from tradepulse.core.errors import StoreUnavailableError, TradepulseError
+from tradepulse.core.rules import Rule
 from tradepulse.service.maintenance import Maintenance
 from tradepulse.service.ops import Tuning, WorkerState
 from tradepulse.service.pipeline import AppliedBatch, Pipeline
@@ -87,6 +88,7 @@ def run(
     *,
     tuning: Tuning | None = None,
     state: WorkerState | None = None,
+    rules: RuleFeed | None = None,
     maintenance_interval_ms: int = 60_000,
     stale_after_ms: int = 10_000,
 ) -> None:
@@ -98,6 +100,8 @@ def run(
     rewritten (between batches, so a sweep never interleaves with a batch's writes).
     ``tuning`` (batch size and wait) is read at every batch, so it can change at run time."""
     tuning = tuning or Tuning(batch_size=10_000, batch_wait_ms=100)
+    if rules is not None:
+        _load_rules(pipeline, rules)
     state = state or WorkerState()
     maintenance = Maintenance(pipeline, maintenance_interval_ms, stale_after_ms)
     try:
@@ -106,6 +110,9 @@ def run(
             if maintenance.tick() is not None:
                 metrics.ACTIVE_TOKENS.set(len(pipeline.market.tokens))
                 metrics.WATERMARK.set(pipeline.clock.now_ms())
+            if rules is not None and rules.changed():
+                _load_rules(pipeline, rules)
+            _scan(pipeline)
             batch = source.poll_batch(tuning.batch_size, tuning.batch_wait_ms / 1000)
             if not batch:
                 continue
@@ -119,6 +126,44 @@ def run(
             _report(batch, time.perf_counter() - started, pipeline, state)
     finally:
         source.close()
+
+
+class RuleFeed(Protocol):
+    """Where the enabled rules come from (a file, the rule store)."""
+
+    interval_ms: int
+
+    def load(self) -> list[Rule]:
+        """The enabled rules now (raises ``TradepulseError`` when they cannot be read)."""
+        ...
+
+    def changed(self) -> bool:
+        """Whether the rules may have changed since the last ``load``."""
+        ...
+
+
+def _load_rules(pipeline: Pipeline, rules: RuleFeed) -> None:
+    try:
+        loaded = rules.load()
+    except TradepulseError as exc:
+        log.warning("rules not (re)loaded, keeping the previous ones: %s", exc)
+        return
+    pipeline.set_rules(loaded, rules.interval_ms)
+    metrics.RULES_LOADED.set(sum(r.enabled for r in loaded))
+    log.info("rules loaded", extra={"rules": len(loaded)})
+
+
+def _scan(pipeline: Pipeline) -> None:
+    started = time.perf_counter()
+    try:
+        alerts = pipeline.scan()
+    except StoreUnavailableError as exc:
+        metrics.REDIS_ERRORS.inc()
+        log.warning("scan not stored, retried at the next turn: %s", exc)
+        return
+    if alerts is not None:
+        metrics.SCAN_SECONDS.observe(time.perf_counter() - started)
+        metrics.ALERTS.inc(alerts)
 
 
 def _report(
