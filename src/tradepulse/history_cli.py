@@ -174,10 +174,11 @@ def persist_cmd() -> None:
     settings = _settings()
     configure_logging(settings)
     stop = threading.Event()
-    stream, repo = _or_exit(lambda: build_persister(settings))
-    alerts = _or_exit(lambda: alerts_in_thread(settings, stop))
-    with repo, _signals_set(stop):
-        stats = run_persister(stream, repo, stop, batch_size=settings.persist_batch_size)
-    alerts.join(timeout=5)
+    with _signals_set(stop):  # first: a SIGTERM during start-up stops cleanly too
+        stream, repo = _or_exit(lambda: build_persister(settings))
+        alerts = _or_exit(lambda: alerts_in_thread(settings, stop))
+        with repo:
+            stats = run_persister(stream, repo, stop, batch_size=settings.persist_batch_size)
+        alerts.join(timeout=5)
     err.print(f"persister stopped: {stats.written:,} bars written, {stats.acked:,} entries "
               f"acknowledged, {stats.malformed:,} malformed")  # fmt: skip
