@@ -189,9 +189,9 @@ def replay_cmd(
     statistics.
 
     With --rules the scanner runs at every multiple M of --scan-interval, taken like the
-    snapshots when the first trade later than M is read (before it is applied), over the
-    tokens with a trade in the longest window; a summary of the alerts per rule goes to
-    standard error.
+    snapshots when the first trade later than M is read (before it is applied), over every
+    token seen so far (as the worker scans every token it holds); a summary of the alerts
+    per rule goes to standard error.
     """
     settings = _settings()
     specs = _windows(windows, settings)

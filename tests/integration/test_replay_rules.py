@@ -2,9 +2,9 @@
 
 The scanner runs at every multiple ``M`` of the scan interval with
 ``first trade time <= M < last trade time``, taken when the first trade later than ``M`` is
-read (before it is applied). Its rows are the tokens with a trade in ``(M - longest window,
-M]``. Expectations are computed here without the engine: brute-force counts over the trades,
-prices read off a hand-made path, TA-Lib over the reference 1-minute closes::
+read (before it is applied). Its rows are every token seen by then. Expectations are
+computed here without the engine: brute-force counts over the trades, prices read off a
+hand-made path, TA-Lib over the reference 1-minute closes::
 
     trades:  ●  ●    ●●●●●     ●             ●
     time:  ──┼────────┼────────┼────────┼────────┼──>
@@ -30,12 +30,16 @@ import numpy as np
 import pytest
 import talib
 
+from tests.support.factories import trade
 from tests.support.realdata import (
     binance_xrpeth_trades,
     ohlcv_1m_rows,
     require_real_data,
     write_jsonl,
 )
+from tradepulse.core.tokenbars import TokenBars
+from tradepulse.core.windows import TokenWindows, parse_windows
+from tradepulse.service.dryrun import metric_columns
 
 BASE_MS = 1_699_999_980_000  # a minute start (2023-11-14)
 MINUTE_MS = 60_000
@@ -45,7 +49,7 @@ Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class DryRun:
+class Outcome:
     returncode: int
     alerts: list[Row]
     stderr: str
@@ -59,14 +63,14 @@ def run(*args: str) -> subprocess.CompletedProcess[bytes]:
     )  # fmt: skip
 
 
-def dry_run(tmp: Path, trades: Sequence[Row], rules: object, *options: str) -> DryRun:
+def dry_run(tmp: Path, trades: Sequence[Row], rules: object, *options: str) -> Outcome:
     src = write_jsonl(trades, tmp / "trades.jsonl")
     (tmp / "rules.json").write_text(json.dumps(rules))
     alerts = tmp / "alerts.jsonl"
     result = run(str(src), "--out", os.devnull, "--rules", str(tmp / "rules.json"),
                  "--alerts-out", str(alerts), *options)  # fmt: skip
     rows = [json.loads(x) for x in alerts.read_bytes().splitlines()] if alerts.exists() else []
-    return DryRun(result.returncode, rows, result.stderr.decode())
+    return Outcome(result.returncode, rows, result.stderr.decode())
 
 
 def wire(token: str, ts_ms: int, tx: str, price: float = 1.0, buy: bool = True) -> Row:
@@ -91,9 +95,10 @@ def scan_times(trades: Sequence[Row], every_ms: int) -> list[int]:
 
 
 def summary_counts(stderr: str) -> dict[str, int]:
+    """The per-rule counts of the ``alerts: N ("name": n, ...)`` line on stderr."""
     (line,) = re.findall(r"^alerts: .*$", stderr, re.MULTILINE)
-    return {json.loads(n): int(c.replace(",", "")) for n, c in re.findall(r'("[^"]*"): ([\d,]+)',
-                                                                           line)}  # fmt: skip
+    pairs = re.findall(r'("[^"]*"): ([\d,]+)', line)
+    return {json.loads(name): int(count.replace(",", "")) for name, count in pairs}
 
 
 # ------------------------------------------------------------ a count rule and its cooldown
@@ -110,6 +115,7 @@ def bursty_stream(seed: int, tokens: int = 3, minutes: int = 12) -> list[Row]:
         end = BASE_MS + minutes * MINUTE_MS
         while t < end:
             burst = rnd.random() < 0.3
+            t = -(-t // 1_000) * 1_000  # each spell starts on a whole second
             for _ in range(rnd.randrange(4, 30)):
                 steps = [0, 500, 1_000, 1_000, rnd.randrange(1_500)] if burst else [
                     3_000, 5_000, 10_000, rnd.randrange(3_000, 20_000)]  # fmt: skip
@@ -120,11 +126,11 @@ def bursty_stream(seed: int, tokens: int = 3, minutes: int = 12) -> list[Row]:
 
 
 def brute_force_count_alerts(
-    trades: Sequence[Row], every_ms: int, longest_ms: int, k: int, cooldown_ms: int
+    trades: Sequence[Row], every_ms: int, k: int, cooldown_ms: int
 ) -> list[tuple[int, str, int, int]]:
     """``(M, token, trades in (M - 60 s, M], M - newest trade)`` for each firing: the
-    token has a trade in ``(M - longest, M]``, more than ``k`` in the last minute, and did
-    not fire in ``(M - cooldown, M)``."""
+    token has more than ``k`` trades in the last minute and did not fire in
+    ``(M - cooldown, M)``."""
     by_token: dict[str, list[int]] = {}
     for t in trades:
         by_token.setdefault(t["token"], []).append(t["trans_time"])
@@ -133,7 +139,7 @@ def brute_force_count_alerts(
     for m in scan_times(trades, every_ms):
         for token in sorted(by_token):
             seen = [ts for ts in by_token[token] if ts <= m]
-            if not seen or max(seen) <= m - longest_ms:
+            if not seen:
                 continue
             count = sum(1 for ts in seen if ts > m - MINUTE_MS)
             if count > k and m - last_fired.get(token, -(1 << 62)) >= cooldown_ms:
@@ -152,8 +158,8 @@ def test_replay_rules_trade_count_fires_where_brute_force_count_exceeds_k_outsid
     busy = rule("busy", [cmp("window.1min.trade_count", ">", k)], cooldown=cooldown)
     out = dry_run(tmp_path, trades, busy, "--windows", "1min,5min", "--scan-interval", every)
     assert out.returncode == 0, out.stderr
-    want = brute_force_count_alerts(trades, every_ms, 5 * MINUTE_MS, k, cooldown * 1_000)
-    uncooled = brute_force_count_alerts(trades, every_ms, 5 * MINUTE_MS, k, 0)
+    want = brute_force_count_alerts(trades, every_ms, k, cooldown * 1_000)
+    uncooled = brute_force_count_alerts(trades, every_ms, k, 0)
     assert len(want) > 10 and (cooldown == 0) == (want == uncooled)  # the cooldown mattered
     got = [(a["triggered_ms"], a["token"], a["values"]["window.1min.trade_count"], a["lag_ms"])
            for a in out.alerts]  # fmt: skip
@@ -167,18 +173,26 @@ def test_replay_rules_trade_count_fires_where_brute_force_count_exceeds_k_outsid
     assert summary_counts(out.stderr) == {"busy": len(want)}
 
 
-def test_replay_rules_rows_are_tokens_with_a_trade_in_the_longest_window(tmp_path: Path) -> None:
-    """Windows 1min, scans every 10 s, rule ``price > 0`` (always true for a token in the
-    rows): A trades at +1 s and +25 s, B at +200 s and +230 s. A is scanned at 10..80 s
-    (its last trade at +25 s leaves the 1-minute window after 85 s), B at 200..220 s;
-    the multiples 90..190 s, where no token is active, have no scan."""
+def test_replay_rules_rows_are_every_token_seen_so_far_at_every_multiple(tmp_path: Path) -> None:
+    """Windows 1min, scans every 10 s at 10..220 s: A trades at +1 s and +25 s, B at +200 s
+    and +230 s. ``price > 0`` holds for every token in the rows: A, idle from 25 s on, is
+    scanned at every multiple (as the worker scans every token it holds), through the
+    quiet 90..190 s too; B from 200 s. With ``max_staleness`` 60 s a rule drops A once its
+    newest trade is more than a minute old (after 85 s)."""
     trades = [wire("A", BASE_MS + 1_000, "a1"), wire("A", BASE_MS + 25_000, "a2"),
               wire("B", BASE_MS + 200_000, "b1"), wire("B", BASE_MS + 230_000, "b2")]  # fmt: skip
-    out = dry_run(tmp_path, trades, rule("any price", [cmp("price", ">", 0)]),
-                  "--windows", "1min", "--scan-interval", "10s")  # fmt: skip
+    rules = [rule("any", [cmp("price", ">", 0)]),
+             rule("fresh", [cmp("price", ">", 0)], max_staleness=60)]  # fmt: skip
+    out = dry_run(tmp_path, trades, rules, "--windows", "1min", "--scan-interval", "10s")
     assert out.returncode == 0, out.stderr
-    got = [(a["token"], (a["triggered_ms"] - BASE_MS) // 1_000) for a in out.alerts]
-    assert got == [("A", s) for s in range(10, 90, 10)] + [("B", s) for s in (200, 210, 220)]
+    got = [((a["triggered_ms"] - BASE_MS) // 1_000, a["rule_id"], a["token"])
+           for a in out.alerts]  # fmt: skip
+    want = []
+    for m in range(10, 230, 10):
+        tokens = ["A", "B"] if m >= 200 else ["A"]
+        want += [(m, "any", t) for t in tokens]
+        want += [(m, "fresh", t) for t in tokens if t == "B" or m <= 80]
+    assert got == want
 
 
 # ------------------------------------------------------------- edges and crossings by hand
@@ -317,6 +331,41 @@ def test_replay_rules_real_xrpeth_rsi_and_close_over_ema_equal_talib_over_final_
         "rsi extreme": sum(1 for w in want if w[0] == "rsi extreme"),
         "close over ema": sum(1 for w in want if w[0] == "close over ema"),
     }
+
+
+# ------------------------------------------------------------- the table a scan reads
+
+
+def test_metric_columns_read_windows_price_forming_bar_and_indicators_nan_for_null() -> None:
+    """Token A trades at +10 s (price 2) and +70 s (price 3); B is not held at all.
+
+    * at +90 s the 1-minute window holds the +70 s trade, the 5-minute one both; the bar of
+      minute 0 is final (grace 2 s), minute 1 is forming; no indicator is warm yet.
+    * at +200 s the 1-minute window is empty (vwap and first trade null, price still 3)
+      and, once the bars are moved there, no bar is forming.
+    """
+    specs = parse_windows("1min,5min")
+    a, bars = TokenWindows(specs), TokenBars.new("A", horizon_ms=5 * MINUTE_MS)
+    for t in (trade(BASE_MS + 10_000, 2.0, token="A"), trade(BASE_MS + 70_000, 3.0, token="A")):
+        a.add(t, t.ts_ms)
+        bars.add(t)
+    metrics = ["window.1min.trade_count", "window.5min.trade_count", "window.1min.vwap",
+               "window.1min.first_trade_ms", "window.1min.updated_ms", "price", "bar.close",
+               "bar.trades", "ind.rsi_14"]  # fmt: skip
+    nan = math.nan
+    for dt_s, want in (
+        (90, [1, 2, 3.0, BASE_MS + 70_000, BASE_MS + 90_000, 3.0, 3.0, 1, nan]),
+        (200, [0, 2, nan, nan, BASE_MS + 200_000, 3.0, nan, nan, nan]),
+    ):
+        t_ms = BASE_MS + dt_s * 1_000
+        bars.advance(t_ms)
+        cols = metric_columns(["A", "B"], {"A": a}, {"A": bars}, t_ms, metrics)
+        assert list(cols) == metrics
+        for m, value in zip(metrics, want, strict=True):
+            np.testing.assert_array_equal(cols[m], [value, nan], err_msg=f"{dt_s} s {m}")
+    assert bars.indicators.last_open_ms == BASE_MS + MINUTE_MS  # both bars final by now
+    with pytest.raises(ValueError, match="buy_sell_ratio"):
+        metric_columns(["A"], {"A": a}, {}, BASE_MS, ["window.1min.buy_sell_ratio"])
 
 
 # ------------------------------------------------------------------------- refused rules

@@ -33,8 +33,9 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 v
 class Alert(msgspec.Struct, frozen=True, gc=False):
     """One firing of a rule for a token. ``values`` holds every metric the rule read (null
     as None, whole-number metrics as int); ``window_bounds`` each window it read as
-    ``(updated_ms - window_ms, updated_ms)``; ``lag_ms`` is now minus the newest trade, 0 when the token already has trades
-    newer than the scan time (an event-clock scan runs once every partition passed it)."""
+    ``(updated_ms - window_ms, updated_ms)``; ``lag_ms`` is now minus the newest trade, 0
+    when the token already has trades newer than the scan time (an event-clock scan runs
+    once every partition passed it)."""
 
     id: str
     rule_id: str

@@ -21,10 +21,11 @@ the final snapshot's time, so every bar final by then is written; bars still for
 With a ``DryRun`` (alert rules) the scanner runs at every multiple ``M`` of the scan
 interval on the same schedule as snapshots (taken when the first trade later than ``M`` is
 read, before it is applied; so ``first trade time <= M < last trade time``; no scan at the
-end). A scan's rows are the tokens with a trade in ``(M - longest window, M]``, by name
-(as a snapshot's lines), every metric at ``T = M``; the bars of those tokens are moved to
-``M`` first. Snapshots and scans due before one trade run in time order (a snapshot first
-at equal times): windows and bars only move forward.
+end). A scan's rows are every token known by then, by name (as the worker scans every
+token it holds: idle tokens too, which rules exclude with ``max_staleness``), every metric
+at ``T = M``; their bars are moved to ``M`` first. Scans are never skipped, idle multiples
+included. Snapshots and scans due before one trade run in time order (a snapshot first at
+equal times): windows and bars only move forward.
 """
 
 from __future__ import annotations
@@ -188,8 +189,8 @@ class SnapshotWriter:
 
 
 class RuleScans:
-    """The dry run's scans of a replay: ``dry_run`` over the market's tokens with a trade
-    in ``(t_ms - longest window, t_ms]``, by name, after moving their bars to ``t_ms``."""
+    """The dry run's scans of a replay: ``dry_run`` over every token of the market, by
+    name, after moving their bars to ``t_ms``."""
 
     def __init__(self, market: Market, dry_run: DryRun, bars: BarWriter | None) -> None:
         if dry_run.needs_bars and bars is None:
@@ -197,12 +198,10 @@ class RuleScans:
         self._market = market
         self._dry_run = dry_run
         self._bars = bars
-        self._longest_ms = market.specs[-1].duration_ms
 
     def __call__(self, t_ms: TsMs) -> None:
-        since = t_ms - self._longest_ms
         windows = self._market.tokens
-        tokens = sorted(n for n, tw in windows.items() if tw.newest_ms > since)
+        tokens = sorted(windows)
         bars = self._bars
         if bars is not None:
             for name in tokens:
@@ -213,11 +212,12 @@ class RuleScans:
 class _Periodic:
     """An action at every multiple of ``every_ms``; ``next_ms`` is the next one due."""
 
-    __slots__ = ("action", "every_ms", "next_ms")
+    __slots__ = ("action", "every_ms", "next_ms", "skip_idle")
 
-    def __init__(self, every_ms: int, action: Action) -> None:
+    def __init__(self, every_ms: int, action: Action, skip_idle: bool) -> None:
         self.every_ms = every_ms
         self.action = action
+        self.skip_idle = skip_idle
         self.next_ms: TsMs = NEVER
 
 
@@ -226,10 +226,10 @@ class _Schedule:
 
     ``due`` runs, before a trade at ``t_ms`` is applied, every action due: each multiple
     ``M < t_ms`` of each period from the first trade on, in time order (ties: in the order
-    the actions were added). Multiples where no token can have a trade in
-    ``(M - longest, M]`` (every trade so far is at or before ``M - longest``) are skipped
-    without looking at the tokens. Returns the next multiple due, so callers test one
-    number per trade."""
+    the actions were added). For actions added with ``skip_idle``, multiples where no token
+    can have a trade in ``(M - longest, M]`` (every trade so far is at or before
+    ``M - longest``) are skipped without looking at the tokens. Returns the next multiple
+    due, so callers test one number per trade."""
 
     def __init__(self, longest_ms: int) -> None:
         self._longest_ms = longest_ms
@@ -239,8 +239,8 @@ class _Schedule:
     def __bool__(self) -> bool:
         return bool(self._periodic)
 
-    def add(self, every_ms: int, action: Action) -> None:
-        self._periodic.append(_Periodic(every_ms, action))
+    def add(self, every_ms: int, action: Action, *, skip_idle: bool) -> None:
+        self._periodic.append(_Periodic(every_ms, action, skip_idle))
 
     def due(self, t_ms: TsMs, watermark: TsMs) -> TsMs:
         periodic = self._periodic
@@ -248,8 +248,8 @@ class _Schedule:
             for p in periodic:
                 p.next_ms = _multiple_at_or_after(t_ms, p.every_ms)
         else:
-            while (p := min(periodic, key=_next_ms)).next_ms <= t_ms:
-                if p.next_ms - self._longest_ms >= watermark:
+            while (p := min(periodic, key=_next_ms)).next_ms < t_ms:
+                if p.skip_idle and p.next_ms - self._longest_ms >= watermark:
                     p.next_ms = _multiple_at_or_after(t_ms, p.every_ms)
                     continue
                 p.action(p.next_ms)
@@ -291,9 +291,9 @@ def replay(
     apply: ApplyTrades = market.add_in_order_read if bars is None else partial(bars.apply, market)
     schedule = _Schedule(market.specs[-1].duration_ms)
     if snapshot_every_ms is not None:
-        schedule.add(snapshot_every_ms, partial(writer.write, final=False))
+        schedule.add(snapshot_every_ms, partial(writer.write, final=False), skip_idle=True)
     if dry_run is not None:
-        schedule.add(scan_every_ms, RuleScans(market, dry_run, bars))
+        schedule.add(scan_every_ms, RuleScans(market, dry_run, bars), skip_idle=False)
     rejected: Counter[str] = Counter()
     watermark = NEVER
     read = 0
