@@ -48,9 +48,9 @@ RULES = [
     {"name": "busy", "conditions": [{"metric": "window.1min.trade_count", "op": ">", "value": 30}],
      "cooldown": COOLDOWN_S, "trigger": "level", "enabled": True},
     {"name": "buyers", "conditions": {"all": [
-        {"metric": "window.5min.unique_buyers", "op": ">=", "value": 5},
-        {"not": {"metric": "window.1min.buy_sell_ratio", "op": "<", "value": 1}}]},
-     "cooldown": COOLDOWN_S, "trigger": "edge", "enabled": True},
+        {"metric": "window.5min.unique_buyers", "op": ">=", "value": 3},
+        {"not": {"metric": "window.5min.total_volume", "op": "<=", "value": 0}}]},
+     "cooldown": COOLDOWN_S, "trigger": "level", "enabled": True},
 ]  # fmt: skip
 
 
