@@ -39,8 +39,11 @@ Cost per appended bar: O(1) for EMA/RSI/SMA; ``values()`` sums at most 60 bars p
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 from bisect import bisect_left, bisect_right
 from enum import IntEnum
+from typing import Any
 
 import msgspec
 
@@ -84,15 +87,44 @@ class UpdateResult(IntEnum):
 
 
 class IndicatorsSnapshot(msgspec.Struct, frozen=True):
-    """Everything ``Indicators.restore`` needs: the retained bars as
-    ``(open_ms, close, volume, volume_usd, revision)``, the state before the first of them,
-    whether older bars were dropped, and the open time of the first bar ever seen."""
+    """Everything ``Indicators.restore`` needs: the retained bars' open times, closes,
+    volumes, USD volumes and revisions (packed little-endian arrays: bytes, base64 in
+    JSON, which encodes ~20x faster than lists of floats and keeps every bit), the state
+    before the first of them, whether older bars were dropped, and the open time of the
+    first bar ever seen."""
 
     token: TokenId
     first_open_ms: TsMs | None
     trimmed: bool
     base: State
-    bars: list[tuple[TsMs, float, float, float, int]]
+    opens: bytes
+    closes: bytes
+    volumes: bytes
+    usds: bytes
+    revisions: bytes
+
+    @property
+    def bars(self) -> list[tuple[TsMs, float, float, float, int]]:
+        """The retained bars as ``(open_ms, close, volume, volume_usd, revision)``."""
+        columns = (_unpack("q", self.opens), _unpack("d", self.closes),
+                   _unpack("d", self.volumes), _unpack("d", self.usds),
+                   _unpack("q", self.revisions))  # fmt: skip
+        return list(zip(*columns, strict=True))
+
+
+def _pack(code: str, values: list[int] | list[float]) -> bytes:
+    packed = array(code, values)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _unpack(code: str, raw: bytes) -> list[Any]:
+    values = array(code)
+    values.frombytes(raw)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values.tolist()
 
 
 def _grow(partials: list[float], x: float) -> None:
@@ -309,9 +341,11 @@ class Indicators:
 
     def snapshot(self) -> IndicatorsSnapshot:
         """The state, as a msgspec-serializable record (about 40 bytes per retained bar)."""
-        bars = list(zip(self._opens, self._closes, self._volumes, self._usds, self._revisions,
-                        strict=True))  # fmt: skip
-        return IndicatorsSnapshot(self.token, self._first_open_ms, self._trimmed, self._base, bars)
+        return IndicatorsSnapshot(
+            self.token, self._first_open_ms, self._trimmed, self._base,
+            _pack("q", self._opens), _pack("d", self._closes), _pack("d", self._volumes),
+            _pack("d", self._usds), _pack("q", self._revisions),
+        )  # fmt: skip
 
     @classmethod
     def restore(
