@@ -12,6 +12,7 @@ import typer
 from tradepulse import __version__
 from tradepulse.adapters.clock import wall_now_ms
 from tradepulse.adapters.files import open_input
+from tradepulse.api_cli import api_cmd
 from tradepulse.cli_common import (
     WindowsOpt,
     duration_opt,
@@ -251,6 +252,7 @@ app.add_typer(db_app, name="db")  # the PostgreSQL history (tradepulse.history_c
 app.command("candles")(candles_cmd)
 app.command("persist")(persist_cmd)
 app.add_typer(rules_app, name="rules")  # alert rules in the rule store (tradepulse.rules_cli)
+app.command("api")(api_cmd)  # REST API and operations endpoints (tradepulse.api_cli)
 
 
 def main() -> None:

@@ -1,0 +1,74 @@
+"""The api process: ``create_app(deps)`` builds the Litestar application.
+
+The lifespan owns the clients: it opens the asyncio Redis client (``deps.redis_factory``)
+and the PostgreSQL connection pool at start-up and closes both at shutdown; handlers get
+them as the ``ctx`` dependency (``ApiContext``). Routes: ``/api/v1`` (``routes.py``), the
+operations surface (``ops.py``), OpenAPI at ``/schema``. Every error is problem+json
+(``problems.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import cast
+
+import anyio.to_thread
+import redis.asyncio as aioredis
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from tradepulse import __version__
+from tradepulse.api.context import ApiContext
+from tradepulse.api.ops import ops_router
+from tradepulse.api.problems import EXCEPTION_HANDLERS
+from tradepulse.api.reader import HistoryPool, LiveReader
+from tradepulse.api.routes import api_router, reject_unknown_params
+from tradepulse.config import Settings
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    """What the app needs: settings (windows, Redis prefix), a factory of the asyncio
+    Redis client (called once, by the lifespan) and the PostgreSQL DSN of the candles."""
+
+    settings: Settings
+    redis_factory: Callable[[], aioredis.Redis]
+    pg_dsn: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiDeps:
+        factory = partial(aioredis.Redis.from_url, settings.redis_url,
+                          socket_connect_timeout=2, socket_timeout=5)  # fmt: skip
+        return cls(settings, factory, settings.pg_dsn)
+
+
+def _context(state: State) -> ApiContext:
+    return cast(ApiContext, state.ctx)
+
+
+def create_app(deps: ApiDeps) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        client = deps.redis_factory()
+        history = HistoryPool(deps.pg_dsn)
+        live = LiveReader(client, deps.settings.redis_prefix)
+        app.state.ctx = ApiContext(deps.settings, live, history)
+        try:
+            yield
+        finally:
+            await client.aclose()
+            await anyio.to_thread.run_sync(history.close)
+
+    return Litestar(
+        route_handlers=[api_router, ops_router],
+        dependencies={"ctx": Provide(_context, sync_to_thread=False)},
+        before_request=reject_unknown_params,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(title="tradepulse", version=__version__),
+    )

@@ -1,0 +1,26 @@
+"""What every request handler gets (the ``ctx`` dependency): built and closed by the
+lifespan of ``create_app``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, TypeAlias
+
+from litestar.di import Dependency
+from litestar.params import SkipValidationMarker
+
+from tradepulse.api.reader import HistoryPool, LiveReader
+from tradepulse.config import Settings
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    settings: Settings
+    live: LiveReader
+    history: HistoryPool
+    started_s: float = field(default_factory=time.time)
+
+
+#: How a handler asks for the context: injected by name (``ctx``), not validated.
+Ctx: TypeAlias = Annotated[ApiContext, Dependency(kind="named"), SkipValidationMarker()]

@@ -1,0 +1,106 @@
+"""Query parameters of the REST API: parsed into typed values, or ``ProblemError`` 400 naming
+the parameter and what it accepts.
+
+* ``sort``: ``[-]window.<window>.<stat>`` (``-``: descending), a ``WindowStats`` field of a
+  configured window.
+* ``cursor``: opaque to clients; URL-safe base64 of JSON ``{"offset", "sort"}``. It is
+  offset based: a page boundary may shift when tokens enter or leave ``tokens:active``
+  between two requests (a token may then be seen twice or skipped), never an error.
+* ``from`` / ``to``: epoch milliseconds (digits) or RFC 3339 with an offset (``Z`` too).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+
+import msgspec
+
+from tradepulse.adapters.postgres import TIMEFRAMES_MS
+from tradepulse.api.problems import bad_param
+from tradepulse.core.types import TsMs
+from tradepulse.core.windows import WindowSpec, WindowStats
+
+DEFAULT_SORT = "-window.5min.total_volume"
+MAX_LIMIT = 500
+MAX_CANDLES = 10_000
+STATS = frozenset(WindowStats.__struct_fields__)
+
+
+class SortKey(msgspec.Struct, frozen=True):
+    window: str
+    stat: str
+    descending: bool
+
+    def __str__(self) -> str:
+        return f"{'-' if self.descending else ''}window.{self.window}.{self.stat}"
+
+
+class Cursor(msgspec.Struct, frozen=True):
+    offset: int
+    sort: str
+
+
+_cursor_decoder = msgspec.json.Decoder(Cursor)
+
+
+def parse_sort(text: str, windows: tuple[WindowSpec, ...]) -> SortKey:
+    names = [spec.name for spec in windows]
+    descending = text.startswith("-")
+    parts = text.removeprefix("-").split(".")
+    if len(parts) != 3 or parts[0] != "window":
+        raise bad_param("sort", f"{text!r} is not [-]window.<window>.<stat>")
+    if parts[1] not in names:
+        raise bad_param("sort", f"unknown window {parts[1]!r}: accepts {', '.join(names)}")
+    if parts[2] not in STATS:
+        accepts = ", ".join(sorted(STATS))
+        raise bad_param("sort", f"unknown statistic {parts[2]!r}: accepts {accepts}")
+    return SortKey(parts[1], parts[2], descending)
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
+
+
+def decode_cursor(text: str, sort: SortKey) -> Cursor:
+    """The cursor of a previous page; it must have been made for the same ``sort``."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        cursor = _cursor_decoder.decode(raw)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise bad_param("cursor", "not a cursor returned by this API") from None
+    if cursor.offset < 0:
+        raise bad_param("cursor", "not a cursor returned by this API")
+    if cursor.sort != str(sort):
+        raise bad_param("cursor", f"made for sort={cursor.sort!r}, not {str(sort)!r}")
+    return cursor
+
+
+def parse_time_ms(param: str, text: str) -> TsMs:
+    """Epoch ms (digits) or an RFC 3339 time with an offset."""
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise bad_param(param, f"{text!r} is neither epoch ms nor RFC 3339") from None
+    if parsed.tzinfo is None:
+        raise bad_param(param, f"{text!r} has no UTC offset (e.g. add Z)")
+    return int(parsed.timestamp() * 1000)
+
+
+def parse_range(
+    tf: str, from_text: str | None, to_text: str | None, now_ms: TsMs
+) -> tuple[TsMs, TsMs]:
+    """``[from_ms, to_ms)`` of a candles request: default the last 24 hours up to now,
+    at most ``MAX_CANDLES`` candles long."""
+    if tf not in TIMEFRAMES_MS:
+        raise bad_param("tf", f"unknown timeframe {tf!r}: accepts {', '.join(TIMEFRAMES_MS)}")
+    to_ms = parse_time_ms("to", to_text) if to_text is not None else now_ms
+    from_ms = parse_time_ms("from", from_text) if from_text is not None else to_ms - 86_400_000
+    if from_ms >= to_ms:
+        raise bad_param("from", f"must be before to ({from_ms} >= {to_ms})")
+    if (to_ms - from_ms) // TIMEFRAMES_MS[tf] > MAX_CANDLES:
+        raise bad_param("from", f"range holds more than {MAX_CANDLES} candles of {tf}")
+    return from_ms, to_ms
