@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
 import redis
@@ -66,27 +67,59 @@ def rule_feed(settings: Settings) -> RuleFeed | None:
     return StoreRules(store, windows, settings.scan_interval_ms, client, channel)
 
 
-def build_persister(settings: Settings) -> tuple[RedisBarStream, BarRepository]:
-    """The bar stream reader and the PostgreSQL repository of a persister, checked: the
-    schema is migrated and the consumer group exists (``TradepulseError`` otherwise)."""
-    from tradepulse.adapters.postgres import BarRepository
-    from tradepulse.adapters.redis_stream import RedisBarStream
+class _Checked(Protocol):
+    def check_schema(self) -> None: ...
 
-    stream = RedisBarStream(
-        redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5),
-        prefix=settings.redis_prefix,
-        group=settings.persist_group,
-        consumer=settings.persist_consumer or socket.gethostname(),
-        claim_idle_ms=settings.persist_claim_idle_ms,
-    )
-    repo = BarRepository(settings.pg_dsn)
+    def close(self) -> None: ...
+
+
+class _Group(Protocol):
+    def ensure_group(self) -> None: ...
+
+
+R = TypeVar("R", bound=_Checked)
+
+
+def _reader_options(settings: Settings) -> dict[str, Any]:
+    """The consumer-group options of a persister's stream reader (bars or alerts)."""
+    return {
+        "prefix": settings.redis_prefix,
+        "group": settings.persist_group,
+        "consumer": settings.persist_consumer or socket.gethostname(),
+        "claim_idle_ms": settings.persist_claim_idle_ms,
+    }
+
+
+def _redis_for_streams(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+
+
+def _checked(stream: _Group, repo: R) -> R:
+    """``repo`` once its schema is there and ``stream``'s consumer group exists (closed and
+    ``TradepulseError`` raised otherwise)."""
     try:
         repo.check_schema()
         stream.ensure_group()
     except TradepulseError:
         repo.close()
         raise
-    return stream, repo
+    return repo
+
+
+def _daemon(name: str, work: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def build_persister(settings: Settings) -> tuple[RedisBarStream, BarRepository]:
+    """The bar stream reader and the PostgreSQL repository of a persister, checked: the
+    schema is migrated and the consumer group exists (``TradepulseError`` otherwise)."""
+    from tradepulse.adapters.postgres import BarRepository
+    from tradepulse.adapters.redis_stream import RedisBarStream
+
+    stream = RedisBarStream(_redis_for_streams(settings), **_reader_options(settings))
+    return stream, _checked(stream, BarRepository(settings.pg_dsn))
 
 
 def alerts_in_thread(settings: Settings, stop: threading.Event) -> threading.Thread:
@@ -96,20 +129,8 @@ def alerts_in_thread(settings: Settings, stop: threading.Event) -> threading.Thr
     from tradepulse.adapters.redis_alerts import alert_stream
     from tradepulse.service.alert_persister import run_alert_persister
 
-    stream = alert_stream(
-        redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5),
-        prefix=settings.redis_prefix,
-        group=settings.persist_group,
-        consumer=settings.persist_consumer or socket.gethostname(),
-        claim_idle_ms=settings.persist_claim_idle_ms,
-    )
-    repo = AlertRepository(settings.pg_dsn)
-    try:
-        repo.check_schema()
-        stream.ensure_group()
-    except TradepulseError:
-        repo.close()
-        raise
+    stream = alert_stream(_redis_for_streams(settings), **_reader_options(settings))
+    repo = _checked(stream, AlertRepository(settings.pg_dsn))
 
     def persist() -> None:
         try:
@@ -117,9 +138,7 @@ def alerts_in_thread(settings: Settings, stop: threading.Event) -> threading.Thr
         finally:
             repo.close()
 
-    thread = threading.Thread(target=persist, name="alert-persister", daemon=True)
-    thread.start()
-    return thread
+    return _daemon("alert-persister", persist)
 
 
 def persist_in_thread(settings: Settings, stop: threading.Event) -> threading.Thread:
@@ -138,9 +157,7 @@ def persist_in_thread(settings: Settings, stop: threading.Event) -> threading.Th
             repo.close()
             alerts.join(timeout=5)
 
-    thread = threading.Thread(target=persist, name="persister", daemon=True)
-    thread.start()
-    return thread
+    return _daemon("persister", persist)
 
 
 def run_worker(

@@ -23,18 +23,21 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
-from types import TracebackType
 from typing import Any
 
 import msgspec
 import psycopg
 from psycopg import pq
-from psycopg.conninfo import conninfo_to_dict
 
+from tradepulse.adapters.postgres_base import (
+    Connection,
+    Repository,
+    connect,
+    first_line,
+)
 from tradepulse.core.bars import MINUTE_MS, Bar
 from tradepulse.core.errors import HistoryUnavailableError
 from tradepulse.core.types import MS_PER_DAY, MS_PER_HOUR, TokenId, TsMs
@@ -61,8 +64,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )"""
 
-Connection = psycopg.Connection[Any]
-
 
 class Candle(msgspec.Struct, frozen=True, gc=False):
     """One token's bars of one timeframe bucket ``[open_ms, open_ms + tf_ms)``.
@@ -86,32 +87,6 @@ class Candle(msgspec.Struct, frozen=True, gc=False):
     trades: int
     vwap: float | None
     bars: int
-
-
-def describe_dsn(dsn: str) -> str:
-    """``user@host:port/dbname`` of a DSN (URI or ``key=value``), never its password."""
-    try:
-        parts = conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return "<unparsable DSN>"
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    host = parts.get("host") or parts.get("hostaddr") or "<local socket>"
-    return f"{user}{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
-
-
-def connect(dsn: str, *, connect_timeout_s: int = 5) -> Connection:
-    """An autocommit connection (each ``conn.transaction()`` block is one transaction)."""
-    try:
-        return psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s)
-    except psycopg.Error as exc:
-        raise HistoryUnavailableError(
-            f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {_first_line(exc)}"
-        ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --- migrations ------------------------------------------------------------------------
@@ -156,7 +131,7 @@ def _migrate(conn: Connection, files: list[tuple[int, str, Traversable]]) -> lis
                 log.info("migration applied version=%s name=%s", version, name)
         except psycopg.Error as exc:
             raise HistoryUnavailableError(
-                f"PostgreSQL migration {label} failed: {_first_line(exc)}"
+                f"PostgreSQL migration {label} failed: {first_line(exc)}"
             ) from exc
     return applied
 
@@ -242,21 +217,10 @@ def bucket_range(tf_ms: int, from_ms: TsMs, to_ms: TsMs) -> tuple[TsMs, TsMs]:
     return from_ms - from_ms % tf_ms, -(-to_ms // tf_ms) * tf_ms
 
 
-class BarRepository:
-    """``bars_1m`` through one lazily opened connection (sync psycopg 3).
+class BarRepository(Repository):
+    """``bars_1m`` (connection handling and errors of ``Repository``)."""
 
-    Every call is one transaction. When a call fails the connection is dropped (a new one
-    is opened by the next call) and ``HistoryUnavailableError`` is raised, so a caller can
-    retry the same call after an outage.
-    """
-
-    def __init__(
-        self, dsn: str, *, connect_timeout_s: int = 5, statement_timeout_ms: int = 30_000
-    ) -> None:
-        self._dsn = dsn
-        self._connect_timeout_s = connect_timeout_s
-        self._statement_timeout_ms = statement_timeout_ms
-        self._conn: Connection | None = None
+    TABLES = ("bars_1m",)
 
     def upsert(self, bars: Sequence[Bar]) -> int:
         """Insert or update ``bars`` in one statement and commit; return how many rows were
@@ -282,54 +246,3 @@ class BarRepository:
         with self._transaction("query candles") as conn:
             rows = conn.execute(_CANDLES, params).fetchall()
         return [Candle(token, *row) for row in rows]
-
-    def check_schema(self) -> None:
-        """Raise ``HistoryUnavailableError`` unless PostgreSQL answers and ``bars_1m``
-        exists (naming ``tradepulse db migrate`` as the fix)."""
-        with self._transaction("check schema") as conn:
-            found = conn.execute("SELECT to_regclass('bars_1m')").fetchone()
-        if found is None or found[0] is None:
-            raise HistoryUnavailableError(
-                f"table bars_1m missing in {describe_dsn(self._dsn)}: run `tradepulse db migrate`"
-            )
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def __enter__(self) -> BarRepository:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def _connection(self) -> Connection:
-        if self._conn is None or self._conn.closed:
-            conn = connect(self._dsn, connect_timeout_s=self._connect_timeout_s)
-            try:
-                conn.execute(
-                    "SELECT set_config('statement_timeout', %s, false)",
-                    (str(self._statement_timeout_ms),),
-                )
-            except psycopg.Error as exc:
-                conn.close()
-                raise HistoryUnavailableError(f"PostgreSQL: {_first_line(exc)}") from exc
-            self._conn = conn
-        return self._conn
-
-    @contextmanager
-    def _transaction(self, what: str) -> Iterator[Connection]:
-        """One transaction on the connection; a psycopg error drops the connection and
-        becomes ``HistoryUnavailableError`` naming ``what`` failed."""
-        try:
-            conn = self._connection()
-            with conn.transaction():
-                yield conn
-        except psycopg.Error as exc:
-            self.close()
-            raise HistoryUnavailableError(
-                f"PostgreSQL cannot {what} at {describe_dsn(self._dsn)}: {_first_line(exc)}"
-            ) from exc

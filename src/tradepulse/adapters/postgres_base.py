@@ -1,4 +1,4 @@
-"""The connection handling shared by the PostgreSQL repositories of rules and alerts.
+"""The connection handling shared by the PostgreSQL repositories (bars, rules, alerts).
 
 One lazily opened autocommit connection per repository (sync psycopg 3); every public call
 is one ``conn.transaction()``. When a call fails, the connection is dropped (the next call
@@ -12,17 +12,45 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import psycopg
 from psycopg import errors
+from psycopg.conninfo import conninfo_to_dict
 
-from tradepulse.adapters.postgres import Connection, connect, describe_dsn
 from tradepulse.core.errors import HistoryUnavailableError
+
+Connection = psycopg.Connection[Any]
 
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (psycopg adds context lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe_dsn(dsn: str) -> str:
+    """``user@host:port/dbname`` of a DSN (URI or ``key=value``), never its password."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "<unparsable DSN>"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    host = parts.get("host") or parts.get("hostaddr") or "<local socket>"
+    return f"{user}{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+
+
+def connect(dsn: str, *, connect_timeout_s: int = 5) -> Connection:
+    """An autocommit connection (each ``conn.transaction()`` block is one transaction)."""
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s)
+    except psycopg.Error as exc:
+        raise HistoryUnavailableError(
+            f"cannot connect to PostgreSQL at {describe_dsn(dsn)}: {_first_line(exc)}"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

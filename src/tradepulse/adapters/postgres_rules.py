@@ -36,7 +36,6 @@ from typing import Any
 
 import msgspec
 
-from tradepulse.adapters.postgres import Connection
 from tradepulse.adapters.postgres_alerts import (
     AlertPage,
     AlertRepository,
@@ -44,7 +43,7 @@ from tradepulse.adapters.postgres_alerts import (
     decode_cursor,
     encode_cursor,
 )
-from tradepulse.adapters.postgres_base import Repository
+from tradepulse.adapters.postgres_base import Connection, Repository
 from tradepulse.core.errors import TradepulseError
 from tradepulse.core.rules import DEFAULT_WINDOW_NAMES, Rule, RuleError, parse_rule
 

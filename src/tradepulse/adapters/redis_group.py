@@ -1,7 +1,6 @@
 """A consumer of a Redis stream consumer group, generic over how an entry is decoded.
 
-What ``read`` delivers, in this order (the order of ``RedisBarStream``, which predates this
-class)::
+What ``read`` delivers, in this order (the bar and the alert streams both read this way)::
 
     1. its own pending entries (XREADGROUP id 0): read before a crash, never acknowledged
     2. entries idle longer than ``claim_idle_ms`` in other consumers' pending lists
