@@ -27,8 +27,7 @@ from typing import Protocol
 import msgspec
 
 from tradepulse.core.alerts import Alert
-from tradepulse.service.persister import Backoff, PersisterStats
-from tradepulse.service.persister import _until_done as until_done
+from tradepulse.service.persister import Backoff, PersisterStats, until_done
 
 log = logging.getLogger(__name__)
 

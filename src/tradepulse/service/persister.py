@@ -113,7 +113,7 @@ def run_persister(
     stats = stats if stats is not None else PersisterStats()
     backoff = backoff or Backoff()
     while not stop.is_set():
-        read = _until_done(stop, backoff, stats, lambda: source.read(batch_size, block_ms))
+        read = until_done(stop, backoff, stats, lambda: source.read(batch_size, block_ms))
         if read is None:
             break
         if read and not persist_round(source, sink, read, stop, backoff, stats):
@@ -143,7 +143,7 @@ def persist_round(
         metrics.BAR_ENTRIES_MALFORMED.inc()
         log.warning("malformed bar entry skipped id=%s problem=%s", bad.entry_id, bad.problem)
     if bars:
-        written = _until_done(stop, backoff, stats, lambda: sink.upsert(bars))
+        written = until_done(stop, backoff, stats, lambda: sink.upsert(bars))
         if written is None:
             return False
         stats.written += written
@@ -154,7 +154,7 @@ def persist_round(
         source.ack(ids)
         return True
 
-    if _until_done(stop, backoff, stats, ack) is None:
+    if until_done(stop, backoff, stats, ack) is None:
         return False
     stats.acked += len(ids)
     metrics.PERSISTER_BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -162,7 +162,7 @@ def persist_round(
     return True
 
 
-def _until_done(
+def until_done(
     stop: threading.Event, backoff: Backoff, stats: PersisterStats, call: Callable[[], R]
 ) -> R | None:
     """``call()`` until it does not raise ``StoreUnavailableError``; ``None`` if ``stop``
