@@ -103,7 +103,12 @@ def test_redis_outage_pauses_then_catches_up_losing_nothing(
         outage_client = redis.Redis(port=private.port)
         calm_store = RedisStore(redis_client, prefix=redis_prefix)
         outage_store = RedisStore(outage_client, prefix="outage:")
-        assert assert_same_state(calm_store, outage_store, redis_client, outage_client) > 1_000
+        # A Redis restarted empty loses the stream entries of bars emitted before (nothing in
+        # the worker's memory brings them back; persisted ones are in PostgreSQL): the
+        # stream is not compared, everything the worker can rewrite is.
+        compared = assert_same_state(calm_store, outage_store, redis_client, outage_client,
+                                     bars_stream=False)  # fmt: skip
+        assert compared > 1_000
         outage_client.close()
     finally:
         private.stop()

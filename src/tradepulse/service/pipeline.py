@@ -296,11 +296,7 @@ class Pipeline:
         gaps = set(self.store.write(updates, seen))
         if gaps:
             log.warning("redis lost trades of %s tokens: writing them in full", len(gaps))
-            full = [
-                msgspec.structs.replace(u, view=windows[u.token].sync_view(full=True))
-                for u in updates
-                if u.token in gaps
-            ]
+            full = [self._full(u, windows[u.token]) for u in updates if u.token in gaps]
             if self.store.write(full):
                 raise StoreUnavailableError("Redis refused a full write of a token")
         for token, tw in windows.items():
@@ -309,6 +305,16 @@ class Pipeline:
             tb = self.bars.get(token)
             if tb is not None:
                 tb.confirm()
+
+    def _full(self, update: TokenUpdate, tw: TokenWindows) -> TokenUpdate:
+        """``update`` for a token Redis lost (restarted empty): the whole trades list, and
+        the indicators and bar state even when no bar is emitted now."""
+        full = msgspec.structs.replace(update, view=tw.sync_view(full=True))
+        tb = self.bars.get(update.token)
+        if tb is None or full.bars_state is not None or tb.indicators.last_open_ms is None:
+            return full  # nothing emitted yet: nothing to restore
+        values = {"bar_open_ms": tb.indicators.last_open_ms, **tb.indicators.values()}
+        return msgspec.structs.replace(full, indicators=values, bars_state=tb.snapshot())
 
     def _update(self, token: TokenId, tw: TokenWindows, floor: TsMs, now_ms: TsMs) -> TokenUpdate:
         """The write of one token: windows at ``max(floor, newest)``, its trades-list
