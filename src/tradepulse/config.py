@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, frozen=True):
     persist_consumer: str = ""  # empty: the host name (stable across restarts of a pod)
     persist_batch_size: int = 500
     persist_claim_idle_ms: int = 60_000
+    jwt_secret: str = ""  # HS256 shared secret (>= 32 bytes); never printed
+    jwt_public_key: str = ""  # RS256 public key: PEM text or the path of a .pem file
+    public_market_data: bool = True  # tokens, candles, symbols readable without a token
 
     @property
     def dlq_topic(self) -> str:
@@ -60,13 +63,21 @@ class Settings(msgspec.Struct, frozen=True):
     def __rich_repr__(self) -> list[tuple[str, Any]]:
         """Every field, passwords in ``pg_dsn`` and ``redis_url`` shown as ``***``."""
         fields = [(name, getattr(self, name)) for name in self.__struct_fields__]
-        return [(n, redact_password(v) if n in _SECRET_FIELDS else v) for n, v in fields]
+        return [(n, _redact(n, v)) for n, v in fields]
 
     def __repr__(self) -> str:
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
 
 
-_SECRET_FIELDS = frozenset({"pg_dsn", "redis_url"})
+_SECRET_FIELDS = frozenset({"pg_dsn", "redis_url", "jwt_secret"})
+
+
+def _redact(name: str, value: Any) -> Any:
+    if name == "jwt_secret":
+        return "***" if value else ""
+    return redact_password(value) if name in _SECRET_FIELDS else value
+
+
 _URI_PASSWORD_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/]*):.*@")
 _KEY_PASSWORD_RE = re.compile(r"(password\s*=\s*)('(?:\\.|[^'\\])*'|[^\s&]+)")
 
@@ -216,6 +227,35 @@ def _non_empty(name: str, value: str) -> str:
     return value.strip()
 
 
+def _jwt_secret(name: str, value: str) -> str:
+    """An HS256 secret of at least 32 bytes ("" : none); never echoed."""
+    secret = value.strip()
+    if secret and len(secret.encode()) < 32:
+        raise ConfigError(f"{name}: accepts a secret of at least 32 bytes (it is shorter)")
+    return secret
+
+
+def _jwt_public_key(name: str, value: str) -> str:
+    """An RS256 public key, PEM text or the path of a PEM file ("": none); checked here."""
+    if not value.strip():
+        return ""
+    load_pem(value, name)
+    return value.strip()
+
+
+def load_pem(value: str, name: str) -> str:
+    """PEM text given inline or as a file path; a ``ConfigError`` naming ``name`` else."""
+    text = value.strip()
+    if not text.startswith("-----BEGIN"):
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read PEM file {value!r}: {exc.strerror}") from None
+    if "-----BEGIN" not in text:
+        raise ConfigError(f"{name}: accepts a PEM key (inline or the path of a .pem file)")
+    return text
+
+
 def _pg_dsn(name: str, value: str) -> str:
     """A libpq connection string: URI or ``key=value`` pairs ("": libpq's defaults).
 
@@ -282,6 +322,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRADEPULSE_PERSIST_CONSUMER": ("persist_consumer", _stripped),
     "TRADEPULSE_PERSIST_BATCH_SIZE": ("persist_batch_size", _int_at_least(1)),
     "TRADEPULSE_PERSIST_CLAIM_IDLE": ("persist_claim_idle_ms", _duration),
+    "TRADEPULSE_JWT_SECRET": ("jwt_secret", _jwt_secret),
+    "TRADEPULSE_JWT_PUBLIC_KEY": ("jwt_public_key", _jwt_public_key),
+    "TRADEPULSE_PUBLIC_MARKET_DATA": ("public_market_data", _flag),
     "LOG_LEVEL": ("log_level", _log_level),
     "TRADEPULSE_LOG_FORMAT": ("log_format", _log_format),
 }

@@ -101,6 +101,44 @@ PERSISTER_BATCH_SECONDS = Histogram(
     "Time to store one batch of bars and acknowledge its entries (retries included).",
     buckets=_SECONDS,
 )
+HTTP_REQUESTS = Counter(
+    "tradepulse_http_requests_total",
+    "API requests answered, by route template, method and status class (2xx, 4xx, 5xx).",
+    ["route", "method", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "tradepulse_http_request_seconds",
+    "API request handling time, by route template.",
+    ["route"],
+    buckets=_SECONDS,
+)
+AUTH_FAILURES = Counter(
+    "tradepulse_auth_failures_total",
+    "Bearer tokens refused (REST and WebSocket), by reason.",
+    ["reason"],
+)
+WS_CONNECTIONS = Gauge("tradepulse_ws_connections", "WebSocket clients connected now.")
+WS_MESSAGES_SENT = Counter(
+    "tradepulse_ws_messages_sent_total",
+    "Messages sent to WebSocket clients, by channel.",
+    ["channel"],
+)
+WS_DROPPED = Counter(
+    "tradepulse_ws_messages_dropped_total",
+    "Stale statistics updates dropped for slow WebSocket clients, by channel.",
+    ["channel"],
+)
+WS_DISCONNECTS = Counter(
+    "tradepulse_ws_disconnects_total",
+    "WebSocket connections closed by the server or the peer, by reason (normal, slow_client, "
+    "dead_peer, rate_limited, auth, too_many, error).",
+    ["reason"],
+)
+WS_DELIVERY_SECONDS = Histogram(
+    "tradepulse_ws_alert_delivery_seconds",
+    "From an alert's appearance in the alerts stream to its send to a WebSocket client.",
+    buckets=_SECONDS,
+)
 #: Metrics of the parent of ``worker --processes N`` only (its children do not export them).
 SUPERVISOR = CollectorRegistry()
 WORKER_RESTARTS = Counter(

@@ -23,6 +23,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from tradepulse import __version__
+from tradepulse.api.auth import JwtVerifier, keys_from_settings
 from tradepulse.api.context import ApiContext
 from tradepulse.api.ops import ops_router
 from tradepulse.api.problems import EXCEPTION_HANDLERS
@@ -57,7 +58,8 @@ def create_app(deps: ApiDeps) -> Litestar:
         client = deps.redis_factory()
         history = HistoryPool(deps.pg_dsn)
         live = LiveReader(client, deps.settings.redis_prefix)
-        app.state.ctx = ApiContext(deps.settings, live, history)
+        keys = keys_from_settings(deps.settings.jwt_secret, deps.settings.jwt_public_key)
+        app.state.ctx = ApiContext(deps.settings, live, history, JwtVerifier(keys))
         try:
             yield
         finally:

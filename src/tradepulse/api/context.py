@@ -10,6 +10,7 @@ from typing import Annotated, TypeAlias
 from litestar.di import Dependency
 from litestar.params import SkipValidationMarker
 
+from tradepulse.api.auth import JwtVerifier
 from tradepulse.api.reader import HistoryPool, LiveReader
 from tradepulse.config import Settings
 
@@ -19,6 +20,7 @@ class ApiContext:
     settings: Settings
     live: LiveReader
     history: HistoryPool
+    auth: JwtVerifier
     started_s: float = field(default_factory=time.time)
 
 

@@ -11,6 +11,7 @@ translated where they enter (``raise ... from e``)::
     ├── RuleError              a rule is invalid: every error with its JSON path (core/rules.py)
     ├── InputError             an input file or stream cannot be read
     ├── BrokerError            the message broker cannot be reached or refused an operation
+    ├── AuthError              a bearer token is missing, malformed, expired or forged (reason)
     └── StoreUnavailableError  the live-state store (Redis) cannot be reached or failed
         └── HistoryUnavailableError  the history database (PostgreSQL) cannot be reached
                                      or a statement failed
@@ -56,6 +57,17 @@ class InputError(TradepulseError):
 
 class BrokerError(TradepulseError):
     """The message broker (Kafka) cannot be reached or refused an operation."""
+
+
+class AuthError(TradepulseError):
+    """A bearer token was refused. ``reason`` is a short, bounded code (``missing``,
+    ``malformed``, ``expired``, ``not_yet_valid``, ``bad_signature``, ``wrong_algorithm``,
+    ``invalid_claims``, ``not_configured``); the message is safe to show the client."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 class StoreUnavailableError(TradepulseError):
