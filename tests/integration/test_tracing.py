@@ -178,3 +178,45 @@ print("ok")
                           check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.strip() == b"ok"
+
+
+def test_tracing_configured_endpoint_exports_spans_over_otlp_http() -> None:
+    """``configure`` with an endpoint: spans reach a collector (a loopback HTTP server
+    here) as OTLP/HTTP protobuf at ``/v1/traces``, under the role's service name."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = load_settings({"TRADEPULSE_OTEL_ENDPOINT": url}, dotenv=None)
+        assert tracing.configure(settings, "worker") is True
+        with tracing.span("batch", {"tradepulse.trades": 3}), tracing.span("redis.write"):
+            pass
+        tracing.uninstall()  # flushes the batching processor
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [path for path, _ in received] == ["/v1/traces"]
+    request = ExportTraceServiceRequest.FromString(received[0][1])
+    (resource_spans,) = request.resource_spans
+    service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert service["service.name"] == "tradepulse-worker"
+    names = sorted(s.name for scope in resource_spans.scope_spans for s in scope.spans)
+    assert names == ["batch", "redis.write"]
