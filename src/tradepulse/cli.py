@@ -24,6 +24,7 @@ from tradepulse.cli_common import (
 )
 from tradepulse.core.errors import TradepulseError
 from tradepulse.history_cli import candles_cmd, db_app, persist_cmd
+from tradepulse.rebuild_cli import rebuild_cmd
 from tradepulse.replay_cli import replay_cmd
 from tradepulse.rules_cli import rules_app
 
@@ -256,6 +257,7 @@ app.command("candles")(candles_cmd)
 app.command("persist")(persist_cmd)
 app.add_typer(rules_app, name="rules")  # alert rules in the rule store (tradepulse.rules_cli)
 app.command("api")(api_cmd)  # REST API and operations endpoints (tradepulse.api_cli)
+app.command("rebuild")(rebuild_cmd)  # Redis state from Kafka (tradepulse.rebuild_cli)
 
 
 def main() -> None:

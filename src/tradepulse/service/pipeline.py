@@ -87,8 +87,12 @@ class Pipeline:
         max_future_skew_ms: int = 5_000,
         bar_grace_ms: int = DEFAULT_GRACE_MS,
         bars_enabled: bool = True,
+        bars_from_ms: TsMs = NEVER,
     ) -> None:
         self.market = market
+        #: Final bars of minutes before this are not emitted (still recorded as emitted):
+        #: a rebuild's first minutes were read in part.
+        self.bars_from_ms = bars_from_ms
         self.bars: dict[TokenId, TokenBars] = {}  # 1-minute bars and indicators per token
         self.bar_grace_ms = bar_grace_ms
         self.bars_enabled = bars_enabled
@@ -365,5 +369,7 @@ class Pipeline:
         if not finals:
             return msgspec.structs.replace(update, forming=forming)
         values = {"bar_open_ms": tb.indicators.last_open_ms, **tb.indicators.values()}
+        if self.bars_from_ms != NEVER:
+            finals = [bar for bar in finals if bar.open_ms >= self.bars_from_ms]
         return msgspec.structs.replace(update, finals=finals, forming=forming,
                                        indicators=values, bars_state=tb.snapshot())  # fmt: skip
