@@ -165,3 +165,14 @@ def test_rebuild_bad_option_exits_2_naming_it(
     done = run_rebuild(worker_env(kafka_bootstrap, topic, f"rb-{topic}", redis_prefix), *args)
     assert done.returncode == 2
     assert named in done.stderr.decode()
+
+
+def test_rebuild_help_describes_every_option() -> None:
+    from typer.testing import CliRunner
+
+    from tradepulse.cli import app
+
+    result = CliRunner().invoke(app, ["rebuild", "--help"])
+    assert result.exit_code == 0
+    for option in ("--since", "--partitions", "--idle", "--json"):
+        assert option in result.stdout

@@ -220,3 +220,11 @@ def test_tracing_configured_endpoint_exports_spans_over_otlp_http() -> None:
     assert service["service.name"] == "tradepulse-worker"
     names = sorted(s.name for scope in resource_spans.scope_spans for s in scope.spans)
     assert names == ["batch", "redis.write"]
+
+
+@pytest.mark.parametrize(("endpoint", "url"), [
+    ("http://c:4318", "http://c:4318/v1/traces"), ("http://c:4318/", "http://c:4318/v1/traces"),
+    ("https://c/otlp/v1/traces", "https://c/otlp/v1/traces"),
+])  # fmt: skip
+def test_otlp_traces_url_appends_the_traces_path_once(endpoint: str, url: str) -> None:
+    assert tracing.otlp_traces_url(endpoint) == url
