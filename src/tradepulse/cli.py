@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from tradepulse import __version__
+from tradepulse import __version__, tracing
 from tradepulse.adapters.clock import wall_now_ms
 from tradepulse.adapters.files import open_input
 from tradepulse.api_cli import api_cmd
@@ -24,6 +24,7 @@ from tradepulse.cli_common import (
 )
 from tradepulse.core.errors import TradepulseError
 from tradepulse.history_cli import candles_cmd, db_app, persist_cmd
+from tradepulse.rebuild_cli import rebuild_cmd
 from tradepulse.replay_cli import replay_cmd
 from tradepulse.rules_cli import rules_app
 
@@ -217,6 +218,7 @@ def worker_cmd(
 
     settings = settings_or_exit()
     configure_logging(settings)
+    tracing.configure(settings, "worker")  # each process of a group has its own exporter
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -237,6 +239,8 @@ def worker_cmd(
     except OSError as exc:  # the operations port is taken, say
         err.print(f"[red]error:[/] {exc} (TRADEPULSE_HTTP_HOST/TRADEPULSE_HTTP_PORT)")
         raise typer.Exit(2) from exc
+    finally:
+        tracing.uninstall()  # exports the spans still buffered
     pipeline = worker.pipeline
     err.print(f"worker stopped: {pipeline.market.applied:,} trades applied, "
               f"{sum(pipeline.rejected.values()):,} rejected")  # fmt: skip
@@ -253,6 +257,7 @@ app.command("candles")(candles_cmd)
 app.command("persist")(persist_cmd)
 app.add_typer(rules_app, name="rules")  # alert rules in the rule store (tradepulse.rules_cli)
 app.command("api")(api_cmd)  # REST API and operations endpoints (tradepulse.api_cli)
+app.command("rebuild")(rebuild_cmd)  # Redis state from Kafka (tradepulse.rebuild_cli)
 
 
 def main() -> None:

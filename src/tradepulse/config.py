@@ -55,6 +55,8 @@ class Settings(msgspec.Struct, frozen=True):
     jwt_secret: str = ""  # HS256 shared secret (>= 32 bytes); never printed
     jwt_public_key: str = ""  # RS256 public key: PEM text or the path of a .pem file
     public_market_data: bool = True  # tokens, candles, symbols readable without a token
+    otel_endpoint: str = ""  # OTLP/HTTP collector; empty: tracing off
+    otel_service_name: str = ""  # empty: tradepulse-<role> (worker, persist, rebuild)
 
     @property
     def dlq_topic(self) -> str:
@@ -275,6 +277,18 @@ def _pg_dsn(name: str, value: str) -> str:
     return value.strip()
 
 
+def _otel_endpoint(name: str, value: str) -> str:
+    """An OTLP/HTTP collector address, ``http(s)://host[:port][/path]`` ("": tracing off)."""
+    url = value.strip()
+    if url and not _OTEL_URL_RE.match(url):
+        raise ConfigError(
+            f"{name}={value!r}: accepts an OTLP/HTTP address such as http://127.0.0.1:4318 "
+            "(empty: tracing off)"
+        )
+    return url
+
+
+_OTEL_URL_RE = re.compile(r"^https?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\])(:\d{1,5})?(/\S*)?$")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _HOST_PORT_RE = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
 
@@ -325,6 +339,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRADEPULSE_JWT_SECRET": ("jwt_secret", _jwt_secret),
     "TRADEPULSE_JWT_PUBLIC_KEY": ("jwt_public_key", _jwt_public_key),
     "TRADEPULSE_PUBLIC_MARKET_DATA": ("public_market_data", _flag),
+    "TRADEPULSE_OTEL_ENDPOINT": ("otel_endpoint", _otel_endpoint),
+    "TRADEPULSE_OTEL_SERVICE_NAME": ("otel_service_name", _stripped),
     "LOG_LEVEL": ("log_level", _log_level),
     "TRADEPULSE_LOG_FORMAT": ("log_format", _log_format),
 }

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tradepulse import tracing
 from tradepulse.adapters.clock import wall_now_ms
 from tradepulse.config import Settings, load_settings
 from tradepulse.core.errors import TradepulseError
@@ -173,6 +174,7 @@ def persist_cmd() -> None:
 
     settings = _settings()
     configure_logging(settings)
+    tracing.configure(settings, "persist")
     stop = threading.Event()
     with _signals_set(stop):  # first: a SIGTERM during start-up stops cleanly too
         stream, repo = _or_exit(lambda: build_persister(settings))
@@ -180,5 +182,6 @@ def persist_cmd() -> None:
         with repo:
             stats = run_persister(stream, repo, stop, batch_size=settings.persist_batch_size)
         alerts.join(timeout=5)
+    tracing.uninstall()  # exports the spans still buffered
     err.print(f"persister stopped: {stats.written:,} bars written, {stats.acked:,} entries "
               f"acknowledged, {stats.malformed:,} malformed")  # fmt: skip

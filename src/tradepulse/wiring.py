@@ -18,15 +18,16 @@ from tradepulse.adapters.kafka import DeadLetterProducer, TradeConsumer, ensure_
 from tradepulse.adapters.ops_http import OpsServer
 from tradepulse.adapters.redis_store import RedisStore
 from tradepulse.config import Settings
-from tradepulse.core.clock import EventClock
+from tradepulse.core.clock import NEVER, EventClock
 from tradepulse.core.errors import TradepulseError
 from tradepulse.core.market import Market
 from tradepulse.service import runner
 from tradepulse.service.ops import LocalOps, Tuning, WorkerState
-from tradepulse.service.pipeline import Pipeline
+from tradepulse.service.pipeline import DeadLetters, Pipeline
 from tradepulse.service.runner import RuleFeed
 
 if TYPE_CHECKING:
+    from tradepulse.adapters.kafka_rebuild import RebuildReader
     from tradepulse.adapters.postgres import BarRepository
     from tradepulse.adapters.redis_stream import RedisBarStream
 
@@ -193,27 +194,57 @@ def run_worker(
     return worker
 
 
-def build_worker(settings: Settings) -> Worker:
-    """The consumer, pipeline and operations surface of one worker process (creates the
-    dead-letter topic if missing). Raises ``TradepulseError`` subclasses when a service
-    cannot be reached."""
-    clock = EventClock() if settings.clock == "event" else WallClock()
-    ensure_topic(settings.kafka_bootstrap, settings.dlq_topic, 1)
+def _pipeline(settings: Settings, dead_letters: DeadLetters, bars_from_ms: int = NEVER) -> Pipeline:
+    """The worker's pipeline (clock, Redis store, engine) as configured."""
     store = RedisStore(
         redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5),
         prefix=settings.redis_prefix,
         ttl_s=settings.windows[-1].duration_ms // 1000,
     )
-    pipeline = Pipeline(
+    return Pipeline(
         Market(settings.windows),
-        clock,
+        EventClock() if settings.clock == "event" else WallClock(),
         store,
-        DeadLetterProducer(settings.kafka_bootstrap, settings.dlq_topic),
+        dead_letters,
         wall_ms=wall_now_ms,
         max_future_skew_ms=settings.max_future_skew_ms,
         bar_grace_ms=settings.bar_grace_ms,
         bars_enabled=settings.bars,
+        bars_from_ms=bars_from_ms,
     )
+
+
+def build_rebuild(
+    settings: Settings,
+    since_ms: int,
+    partitions: list[int] | None = None,
+    *,
+    idle_ms: int = 5_000,
+    by_timestamp: bool | None = None,
+) -> tuple[RebuildReader, Pipeline]:
+    """The reader of the last ``since_ms`` of the trade topic (plus the allowed future
+    skew: a trade may be stamped by Kafka before its own time) and a worker's pipeline
+    that sends no dead letters and withholds the bars of minutes read in part. Raises
+    ``TradepulseError`` subclasses (``ConfigError`` for unknown partitions)."""
+    from tradepulse.adapters.kafka_rebuild import RebuildReader
+    from tradepulse.service.rebuild import CountedDeadLetters, bars_from_ms
+
+    now_ms = wall_now_ms()
+    start_ms = now_ms - since_ms - settings.max_future_skew_ms
+    reader = RebuildReader(settings.kafka_bootstrap, settings.kafka_topic, start_ms, now_ms,
+                           partitions=partitions, idle_ms=idle_ms,
+                           by_timestamp=by_timestamp)  # fmt: skip
+    return reader, _pipeline(settings, CountedDeadLetters(), bars_from_ms(start_ms))
+
+
+def build_worker(settings: Settings) -> Worker:
+    """The consumer, pipeline and operations surface of one worker process (creates the
+    dead-letter topic if missing). Raises ``TradepulseError`` subclasses when a service
+    cannot be reached."""
+    ensure_topic(settings.kafka_bootstrap, settings.dlq_topic, 1)
+    dead_letters = DeadLetterProducer(settings.kafka_bootstrap, settings.dlq_topic)
+    pipeline = _pipeline(settings, dead_letters)
+    store = pipeline.store
 
     state = WorkerState()
 

@@ -186,3 +186,21 @@ def test_settings_repr_hides_passwords_but_keeps_them_for_use(tmp_path: Path) ->
 )  # fmt: skip
 def test_redact_password_every_dsn_form_password_hidden(url: str, shown: str) -> None:
     assert redact_password(url) == shown
+
+
+def test_otel_settings_default_off_and_read(tmp_path: Path) -> None:
+    d = load_settings({}, dotenv=tmp_path / "none")
+    assert (d.otel_endpoint, d.otel_service_name) == ("", "")
+    env = {"TRADEPULSE_OTEL_ENDPOINT": " http://otel-collector:4318 ",
+           "TRADEPULSE_OTEL_SERVICE_NAME": "tp-worker-eu"}  # fmt: skip
+    s = load_settings(env, dotenv=tmp_path / "none")
+    assert (s.otel_endpoint, s.otel_service_name) == ("http://otel-collector:4318", "tp-worker-eu")
+
+
+@pytest.mark.parametrize("value", ["otel-collector:4318", "grpc://x:4317", "http://", "http://a b"])
+def test_otel_endpoint_not_an_http_url_rejected_naming_the_variable(
+    tmp_path: Path, value: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"TRADEPULSE_OTEL_ENDPOINT": value}, dotenv=tmp_path / "none")
+    assert "TRADEPULSE_OTEL_ENDPOINT" in str(info.value)

@@ -26,6 +26,7 @@ from typing import Protocol
 
 import msgspec
 
+from tradepulse import tracing
 from tradepulse.core.alerts import Alert
 from tradepulse.service.persister import Backoff, PersisterStats, until_done
 
@@ -99,15 +100,34 @@ def persist_alerts(
     stats: PersisterStats,
 ) -> bool:
     """Store the alerts of ``read``, then acknowledge every entry of it. ``False`` when
-    ``stop`` was set during an outage (then nothing after the failing step happened)."""
-    stats.entries += len(read)
+    ``stop`` was set during an outage (then nothing after the failing step happened). In
+    an ``alerts.persist`` span that names the trace ids of the alerts (the scans that fired
+    them: ``tradepulse.alert_trace_ids``)."""
     alerts = [d.alert for d in read if d.alert is not None]
+    with tracing.span("alerts.persist", {"tradepulse.entries": len(read)}) as span:
+        if span.is_recording():
+            span.set_attribute("tradepulse.alert_trace_ids",
+                               sorted({a.trace_id for a in alerts}))  # fmt: skip
+        return _persist_alerts(source, sink, read, alerts, stop, backoff, stats)
+
+
+def _persist_alerts(
+    source: AlertSource,
+    sink: AlertSink,
+    read: list[AlertDelivery],
+    alerts: list[Alert],
+    stop: threading.Event,
+    backoff: Backoff,
+    stats: PersisterStats,
+) -> bool:
+    stats.entries += len(read)
     for bad in (d for d in read if d.alert is None):
         stats.malformed += 1
         log.warning("malformed alert entry skipped id=%s problem=%s", bad.entry_id, bad.problem)
     written: int | None = 0
     if alerts:
-        written = until_done(stop, backoff, stats, lambda: sink.store(alerts))
+        with tracing.span("postgres.write", {"tradepulse.alerts": len(alerts)}):
+            written = until_done(stop, backoff, stats, lambda: sink.store(alerts))
         if written is None:
             return False
         stats.written += written
@@ -117,8 +137,9 @@ def persist_alerts(
         source.ack(ids)
         return True
 
-    if until_done(stop, backoff, stats, ack) is None:
-        return False
+    with tracing.span("redis.ack"):
+        if until_done(stop, backoff, stats, ack) is None:
+            return False
     stats.acked += len(ids)
     log.debug("alerts persisted entries=%s alerts=%s new=%s", len(read), len(alerts), written)
     return True

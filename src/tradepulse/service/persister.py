@@ -34,7 +34,7 @@ from typing import Protocol, TypeVar
 
 import msgspec
 
-from tradepulse import metrics
+from tradepulse import metrics, tracing
 from tradepulse.core.bars import Bar
 from tradepulse.core.errors import StoreUnavailableError
 
@@ -135,6 +135,18 @@ def persist_round(
 ) -> bool:
     """Store the bars of ``read``, then acknowledge every entry of it. ``False`` when
     ``stop`` was set during an outage (then nothing after the failing step happened)."""
+    with tracing.span("bars.persist", {"tradepulse.entries": len(read)}):
+        return _persist_round(source, sink, read, stop, backoff, stats)
+
+
+def _persist_round(
+    source: BarSource,
+    sink: BarSink,
+    read: list[BarDelivery],
+    stop: threading.Event,
+    backoff: Backoff,
+    stats: PersisterStats,
+) -> bool:
     started = time.perf_counter()
     stats.entries += len(read)
     bars = [d.bar for d in read if d.bar is not None]
@@ -143,7 +155,8 @@ def persist_round(
         metrics.BAR_ENTRIES_MALFORMED.inc()
         log.warning("malformed bar entry skipped id=%s problem=%s", bad.entry_id, bad.problem)
     if bars:
-        written = until_done(stop, backoff, stats, lambda: sink.upsert(bars))
+        with tracing.span("postgres.write", {"tradepulse.bars": len(bars)}):
+            written = until_done(stop, backoff, stats, lambda: sink.upsert(bars))
         if written is None:
             return False
         stats.written += written
@@ -154,8 +167,9 @@ def persist_round(
         source.ack(ids)
         return True
 
-    if until_done(stop, backoff, stats, ack) is None:
-        return False
+    with tracing.span("redis.ack"):
+        if until_done(stop, backoff, stats, ack) is None:
+            return False
     stats.acked += len(ids)
     metrics.PERSISTER_BATCH_SECONDS.observe(time.perf_counter() - started)
     log.debug("bars persisted entries=%s bars=%s", len(read), len(bars))

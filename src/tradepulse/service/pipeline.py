@@ -22,6 +22,7 @@ from typing import Protocol
 
 import msgspec
 
+from tradepulse import tracing
 from tradepulse.adapters.kafka import ConsumedMessage
 from tradepulse.adapters.redis_store import RedisStore, Restored, TokenUpdate
 from tradepulse.adapters.wire import decode_trade
@@ -86,8 +87,12 @@ class Pipeline:
         max_future_skew_ms: int = 5_000,
         bar_grace_ms: int = DEFAULT_GRACE_MS,
         bars_enabled: bool = True,
+        bars_from_ms: TsMs = NEVER,
     ) -> None:
         self.market = market
+        #: Final bars of minutes before this are not emitted (still recorded as emitted):
+        #: a rebuild's first minutes were read in part.
+        self.bars_from_ms = bars_from_ms
         self.bars: dict[TokenId, TokenBars] = {}  # 1-minute bars and indicators per token
         self.bar_grace_ms = bar_grace_ms
         self.bars_enabled = bars_enabled
@@ -123,10 +128,19 @@ class Pipeline:
         at_ms = scans.due(self.clock.now_ms())
         if at_ms is None:
             return None
-        by_token = scans.evaluate(at_ms, self.market.tokens, self.bars)
-        if by_token:
-            self._write(set(by_token), self.wall_ms(), decorate=scans.decorate)
-        return scans.stored()
+        with tracing.span("scan") as span:
+            with tracing.span("scan.evaluate"):
+                trace_id = tracing.trace_id(span)  # None while tracing is off
+                by_token = scans.evaluate(at_ms, self.market.tokens, self.bars, trace_id)
+            if by_token:
+                self._write(set(by_token), self.wall_ms(), decorate=scans.decorate)
+            stored = scans.stored()
+            if span.is_recording():
+                span.set_attribute("tradepulse.scan_ms", at_ms)
+                span.set_attribute("tradepulse.tokens", len(self.market.tokens))
+                span.set_attribute("tradepulse.rules", len(scans.scanner.rules))
+                span.set_attribute("tradepulse.alerts", stored)
+        return stored
 
     def process(self, messages: list[ConsumedMessage]) -> dict[int, int]:
         """``apply`` then ``write``: the next offset per partition, safe to commit."""
@@ -145,24 +159,29 @@ class Pipeline:
         now = self.wall_ms()
         next_offsets: dict[int, int] = {}
         good: list[tuple[int, Trade]] = []
-        for msg in messages:
-            next_offsets[msg.partition] = msg.offset + 1
-            try:
-                good.append((msg.partition, decode_trade(msg.value, now, self.max_future_skew_ms)))
-            except InvalidTradeError as exc:
-                if (msg.partition, msg.offset) not in self._dead_lettered:
-                    self.rejected[exc.reason] += 1
-                    self.dead_letters.send(msg, exc.reason, exc.detail, now)
-                    self._dead_lettered.add((msg.partition, msg.offset))
-        self._restore_new(good)
-        clock, add, bars, bars_on = self.clock, self.market.add, self.bars, self.bars_enabled
-        for partition, trade in good:
-            clock.observe(partition, trade.ts_ms)
-            if add(trade, clock.now_ms()) is AddResult.APPLIED and bars_on:
-                (bars.get(trade.token) or self._new_bars(trade.token)).add(trade)
-        touched = {trade.token for _, trade in good}
-        if self.dead_letters.flush():
-            raise BrokerError("dead-letter messages were not acknowledged")
+        with tracing.span("batch.decode") as span:
+            for msg in messages:
+                next_offsets[msg.partition] = msg.offset + 1
+                try:
+                    trade = decode_trade(msg.value, now, self.max_future_skew_ms)
+                    good.append((msg.partition, trade))
+                except InvalidTradeError as exc:
+                    if (msg.partition, msg.offset) not in self._dead_lettered:
+                        self.rejected[exc.reason] += 1
+                        self.dead_letters.send(msg, exc.reason, exc.detail, now)
+                        self._dead_lettered.add((msg.partition, msg.offset))
+            if span.is_recording():
+                span.set_attribute("tradepulse.rejected", len(messages) - len(good))
+        with tracing.span("batch.apply"):
+            self._restore_new(good)
+            clock, add, bars, bars_on = self.clock, self.market.add, self.bars, self.bars_enabled
+            for partition, trade in good:
+                clock.observe(partition, trade.ts_ms)
+                if add(trade, clock.now_ms()) is AddResult.APPLIED and bars_on:
+                    (bars.get(trade.token) or self._new_bars(trade.token)).add(trade)
+            touched = {trade.token for _, trade in good}
+            if self.dead_letters.flush():
+                raise BrokerError("dead-letter messages were not acknowledged")
         return AppliedBatch(touched, next_offsets, now)
 
     def write(self, batch: AppliedBatch) -> None:
@@ -206,6 +225,10 @@ class Pipeline:
         tokens' windows decay. Tokens of those partitions that this process has not seen
         (written before a restart or a rebalance) are restored from Redis first. The clock
         first takes in how far the other processes of the group have read."""
+        with tracing.span("sweep"):
+            return self._sweep(stale_after_ms)
+
+    def _sweep(self, stale_after_ms: int) -> int:
         if not self._watermarks_restored:
             self._restore_watermarks()
         self.clock.merge(self.store.read_watermarks())
@@ -287,6 +310,21 @@ class Pipeline:
         watermarks: dict[int, TsMs] | None = None,
         decorate: Callable[[TokenUpdate], TokenUpdate] | None = None,
     ) -> None:
+        """Every token's write, one pipeline (a ``redis.write`` span)."""
+        with tracing.span("redis.write") as span:
+            updates = self._write_tokens(tokens, now_ms, watermarks, decorate)
+            if span.is_recording():
+                span.set_attribute("tradepulse.tokens", len(updates))
+                span.set_attribute("tradepulse.alerts", sum(len(u.alerts) for u in updates))
+
+    def _write_tokens(
+        self,
+        tokens: set[TokenId],
+        now_ms: TsMs,
+        watermarks: dict[int, TsMs] | None,
+        decorate: Callable[[TokenUpdate], TokenUpdate] | None,
+    ) -> list[TokenUpdate]:
+        """The write of ``_write``; returns what was written."""
         floor = self.clock.now_ms()
         windows = {t: self.market.tokens[t] for t in tokens if t in self.market.tokens}
         updates = [self._update(token, tw, floor, now_ms) for token, tw in windows.items()]
@@ -305,6 +343,7 @@ class Pipeline:
             tb = self.bars.get(token)
             if tb is not None:
                 tb.confirm()
+        return updates
 
     def _full(self, update: TokenUpdate, tw: TokenWindows) -> TokenUpdate:
         """``update`` for a token Redis lost (restarted empty): the whole trades list, and
@@ -330,5 +369,7 @@ class Pipeline:
         if not finals:
             return msgspec.structs.replace(update, forming=forming)
         values = {"bar_open_ms": tb.indicators.last_open_ms, **tb.indicators.values()}
+        if self.bars_from_ms != NEVER:
+            finals = [bar for bar in finals if bar.open_ms >= self.bars_from_ms]
         return msgspec.structs.replace(update, finals=finals, forming=forming,
                                        indicators=values, bars_state=tb.snapshot())  # fmt: skip

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from tradepulse import metrics
+from tradepulse import metrics, tracing
 from tradepulse.adapters.kafka import ConsumedMessage
 from tradepulse.core.errors import StoreUnavailableError, TradepulseError
 from tradepulse.core.rules import Rule
@@ -117,15 +117,35 @@ def run(
             if not batch:
                 continue
             started = time.perf_counter()
-            applied = _until_stored(source, stop, pipeline.apply, batch, state)
-            if applied is None:
+            if not _batch(source, pipeline, stop, batch, state):
                 return  # stopped while Redis was down: nothing committed, nothing lost
-            if _until_stored(source, stop, _write, (pipeline, applied), state) is None:
-                return
-            source.commit(applied.next_offsets)
             _report(batch, time.perf_counter() - started, pipeline, state)
     finally:
         source.close()
+
+
+def _batch(
+    source: Source,
+    pipeline: Pipeline,
+    stop: threading.Event,
+    batch: list[ConsumedMessage],
+    state: WorkerState,
+) -> bool:
+    """Apply, write (retried while Redis is down) and commit one batch, in a ``batch``
+    span; ``False`` when ``stop`` was set before the batch was written."""
+    with tracing.span("batch") as span:
+        applied = _until_stored(source, stop, pipeline.apply, batch, state)
+        if applied is None:
+            return False
+        if span.is_recording():
+            span.set_attribute("tradepulse.trades", len(batch))
+            span.set_attribute("tradepulse.tokens", len(applied.tokens))
+            span.set_attribute("tradepulse.partitions", sorted(applied.next_offsets))
+        if _until_stored(source, stop, _write, (pipeline, applied), state) is None:
+            return False
+        with tracing.span("kafka.commit"):
+            source.commit(applied.next_offsets)
+    return True
 
 
 class RuleFeed(Protocol):

@@ -71,9 +71,11 @@ class Scans:
 
     def evaluate(
         self, at_ms: TsMs, windows: Mapping[TokenId, TokenWindows],
-        bars: Mapping[TokenId, TokenBars],
+        bars: Mapping[TokenId, TokenBars], trace_id: str | None = None,
     ) -> dict[TokenId, list[Alert]]:  # fmt: skip
-        """The alerts of the scan at ``at_ms`` per token (kept until ``stored``)."""
+        """The alerts of the scan at ``at_ms`` per token (kept until ``stored``). With a
+        ``trace_id`` (tracing on: the scan span's) every alert carries it instead of the
+        one derived from the alert's identity (the alert id does not change)."""
         if self._unwritten is not None:
             return self._unwritten[1]
         tokens = [t for t in windows if self._scanned.get(t, NEVER) < at_ms]
@@ -81,6 +83,8 @@ class Scans:
         newest = np.array([windows[t].newest_ms for t in tokens], dtype=np.int64)
         by_token: dict[TokenId, list[Alert]] = defaultdict(list)
         for alert in self.scanner.scan(at_ms, tokens, columns, newest):
+            if trace_id is not None:
+                alert = msgspec.structs.replace(alert, trace_id=trace_id)  # noqa: PLW2901
             by_token[alert.token].append(alert)
         self._unwritten = (at_ms, dict(by_token))
         return self._unwritten[1]
