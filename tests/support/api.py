@@ -9,13 +9,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import redis
 from litestar.testing import TestClient
 
+from tradepulse.adapters.redis_store import RedisStore, TokenUpdate
 from tradepulse.api.app import ApiDeps, create_app
 from tradepulse.api.auth import issue_token
 from tradepulse.config import Settings
 from tradepulse.core.alerts import Alert
-from tradepulse.core.windows import parse_windows
+from tradepulse.core.trade import Trade
+from tradepulse.core.windows import TokenWindows, parse_windows
 
 REDIS_URL = os.environ.get("TRADEPULSE_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "tradepulse-test-secret-of-enough-bytes"
@@ -50,3 +53,16 @@ def alert(rule_id: str, token: str, triggered_ms: int, n: int = 0) -> Alert:
     return Alert(f"alert-{rule_id[:8]}-{token}-{triggered_ms}-{n}", rule_id, "r", 1, token,
                  triggered_ms, {"window.5min.buy_count": 21 + n},
                  {"5min": (triggered_ms - 300_000, triggered_ms)}, 5, f"trace-{n}")  # fmt: skip
+
+
+def write_tokens(client: redis.Redis, prefix: str, newest_ms: dict[str, int]) -> None:
+    """One trade per token at its ``newest_ms``, written by the workers' path (``RedisStore``),
+    so ``tokens:active`` scores them by that time."""
+    store = RedisStore(client, prefix=prefix)
+    updates = []
+    for token, ts_ms in newest_ms.items():
+        windows = TokenWindows(WINDOWS)
+        windows.add(Trade(token, "w", True, 1.0, 10.0, 0.5, 5.0, ts_ms, "tx", 0), ts_ms)
+        updates.append(TokenUpdate(token, windows.sync_view(), windows.stats(ts_ms),
+                                   windows.newest_ms, ts_ms))  # fmt: skip
+    assert store.write(updates) == []

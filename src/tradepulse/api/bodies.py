@@ -13,15 +13,15 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request
 
-from tradepulse.api.problems import ProblemError
+from tradepulse.api.problems import ProblemError, body_field
 
 T = TypeVar("T")
 
 
 def invalid_body(errors: list[tuple[str, str]]) -> ProblemError:
     """422 listing ``(json path, message)`` pairs as ``invalid_params``."""
-    named = "; ".join(f"{path}: {message}" for path, message in errors)
-    invalid = [{"name": path, "reason": message} for path, message in errors]
+    invalid = [body_field(path, message) for path, message in errors]
+    named = "; ".join(f"{i['name']}: {i['reason']}" for i in invalid)
     return ProblemError(422, f"invalid request body: {named}", invalid=invalid)
 
 

@@ -118,6 +118,15 @@ def _api_problem(_: Request[Any, Any, Any], exc: ProblemError) -> Response[bytes
     return problem(exc.status, exc.detail, exc.invalid)
 
 
+def body_field(path: str, message: str) -> dict[str, str]:
+    """``{name: json path, reason}`` of a body error at ``path``. A check of a whole struct
+    (``__post_init__``) names its field first (``"watchlist: ..."``): added to the path."""
+    field, sep, rest = message.partition(": ")
+    if sep and field.isidentifier():
+        return {"name": f"{path}.{field}", "reason": rest}
+    return {"name": path, "reason": message}
+
+
 def _body_path(key: str) -> str:
     """Litestar names a body field by its path without ``$`` (``data``: the whole body)."""
     return "$" if key in {"", "data"} else f"$.{key}"
@@ -128,7 +137,7 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     does not match its schema is 422 with JSON paths, anything else 400 per parameter."""
     extra = [e for e in (exc.extra if isinstance(exc.extra, list) else []) if isinstance(e, dict)]
     if any(e.get("source") == "body" for e in extra):
-        invalid = [{"name": _body_path(str(e.get("key", ""))), "reason": str(e.get("message"))}
+        invalid = [body_field(_body_path(str(e.get("key", ""))), str(e.get("message")))
                    for e in extra]  # fmt: skip
         named = "; ".join(f"{i['name']}: {i['reason']}" for i in invalid)
         return problem(422, f"invalid request body: {named}", invalid)
