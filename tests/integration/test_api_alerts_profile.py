@@ -127,9 +127,9 @@ def test_profile_defaults_until_saved_then_reads_back_per_user(
     api: TestClient,  # type: ignore[type-arg]
 ) -> None:
     default = api.get("/api/v1/user/profile", headers=ALICE).json()
+    preferences = {"muted_channels": [], "muted_rules": [], "min_interval_s": 0}
     assert default == {"user": "alice", "updated_ms": None, "profile": {
-        "display_name": "", "watchlist": [],
-        "alert_preferences": {"muted_channels": [], "muted_rules": [], "min_interval_s": 0}}}  # fmt: skip
+        "display_name": "", "watchlist": [], "alert_preferences": preferences}}  # fmt: skip
     saved = api.put("/api/v1/user/profile", json=PROFILE, headers=ALICE)
     assert saved.status_code == 200, saved.text
     assert saved.json()["profile"] == PROFILE

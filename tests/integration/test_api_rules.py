@@ -59,9 +59,10 @@ def test_invalid_rule_is_422_with_every_error_and_its_path(
     api: TestClient,  # type: ignore[type-arg]
     repo: RuleRepository,
 ) -> None:
+    metric = "window.5min.buy_count"
     definition = {"name": "", "cooldown": -1, "colour": "red",
-                  "conditions": [{"metric": "window.5min.buy_count", "op": ">", "value": 1},
-                                 {"metric": "window.5min.buy_count", "op": "=>", "value": 1}]}  # fmt: skip
+                  "conditions": [{"metric": metric, "op": ">", "value": 1},
+                                 {"metric": metric, "op": "=>", "value": 1}]}  # fmt: skip
     response = api.post(RULES, json=definition, headers=ALICE)
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
