@@ -12,6 +12,7 @@ from functools import partial
 from typing import Annotated
 
 import anyio.to_thread
+import msgspec
 from litestar import get
 from litestar.params import FromPath, QueryParameter
 
@@ -20,10 +21,45 @@ from tradepulse.api.access import BEARER, Me, visible
 from tradepulse.api.context import Ctx
 from tradepulse.api.problems import ProblemError, bad_param, no_nul, problem_docs
 from tradepulse.api.query import parse_time_ms
+from tradepulse.core.types import TokenId, TsMs
 
 MAX_LIMIT = 1_000
 _INT64 = 2**63 - 1
 _TIME = "epoch ms or RFC 3339 (from: inclusive, to: exclusive)"
+
+
+class AlertView(msgspec.Struct, frozen=True):
+    """A stored alert: what made it fire (``values``: every metric the rule read, null when
+    unknown), the window bounds ``[start_ms, end_ms]`` it read, its rule's ``owner`` (null
+    when the rule is unknown to the database) and when it was stored (``stored_ms``)."""
+
+    id: str
+    rule_id: str
+    rule_name: str
+    rule_version: int
+    token: TokenId
+    triggered_ms: TsMs
+    values: dict[str, float | None]
+    window_bounds: dict[str, tuple[TsMs, TsMs]]
+    lag_ms: int
+    trace_id: str
+    owner: str | None
+    stored_ms: int
+
+
+class AlertList(msgspec.Struct, frozen=True):
+    """Alerts newest first; ``next_cursor`` (for ``cursor=``) is null on the last page."""
+
+    alerts: list[AlertView]
+    next_cursor: str | None
+
+
+def _view(alert: StoredAlert) -> AlertView:
+    return AlertView(*msgspec.structs.astuple(alert))
+
+
+def _list(page: AlertPage) -> AlertList:
+    return AlertList([_view(alert) for alert in page.alerts], page.next_cursor)
 
 
 def _cursor(cursor: str | None) -> str | None:
@@ -60,7 +96,7 @@ async def list_alerts(
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 100,
     cursor: Annotated[str | None, QueryParameter(max_length=120,
                                                  description="next_cursor of a page")] = None,
-) -> AlertPage:  # fmt: skip
+) -> AlertList:  # fmt: skip
     """Alerts matching every filter given, newest first."""
     for name, value in (("token", token), ("rule", rule), ("owner", owner)):
         no_nul(name, value)
@@ -68,7 +104,7 @@ async def list_alerts(
     to_ms = _time("to", to)
     query = partial(ctx.alerts.list, token=token, rule_id=rule, owner=_owner(me, owner),
                     from_ms=from_ms, to_ms=to_ms, limit=limit, before=_cursor(cursor))  # fmt: skip
-    return await anyio.to_thread.run_sync(query)
+    return _list(await anyio.to_thread.run_sync(query))
 
 
 def _time(param: str, text: str | None) -> int | None:
@@ -77,7 +113,7 @@ def _time(param: str, text: str | None) -> int | None:
 
 @get("/alerts/{alert_id:str}", opt={"query": ()}, security=BEARER,
      responses=problem_docs(401, 404, 503))  # fmt: skip
-async def get_alert(ctx: Ctx, me: Me, alert_id: FromPath[str]) -> StoredAlert:
+async def get_alert(ctx: Ctx, me: Me, alert_id: FromPath[str]) -> AlertView:
     """One alert of the caller's rules."""
     found = None
     if "\x00" not in alert_id:
@@ -85,7 +121,7 @@ async def get_alert(ctx: Ctx, me: Me, alert_id: FromPath[str]) -> StoredAlert:
     if found is None:
         raise ProblemError(404, f"alert {alert_id} not found")
     visible(me, found.owner, f"alert {alert_id}")
-    return found
+    return _view(found)
 
 
 ALERT_HANDLERS = [list_alerts, get_alert]
