@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import jwt
 import typer
 
 from tradepulse.adapters.clock import wall_now_ms
@@ -66,6 +65,8 @@ def token_cmd(
     ] = None,
 ) -> None:
     """Print a bearer token for USER, valid from now for --ttl."""
+    import jwt
+
     from tradepulse.api.auth import issue_token
 
     ttl_ms = duration_opt(ttl, "--ttl") or 0
