@@ -38,7 +38,8 @@ def api_client(settings: Settings) -> Iterator[TestClient]:  # type: ignore[type
 
 
 def bearer(user: str, *, admin: bool = False, secret: str = SECRET) -> dict[str, str]:
-    token = issue_token(secret, "HS256", user, admin=admin, ttl_s=600, now_s=int(time.time()))
+    """Valid for a day: modules make their headers at collection, long before they run."""
+    token = issue_token(secret, "HS256", user, admin=admin, ttl_s=86_400, now_s=int(time.time()))
     return {"Authorization": f"Bearer {token}"}
 
 
