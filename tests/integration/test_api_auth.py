@@ -166,9 +166,7 @@ def test_public_market_data_needs_no_token(
 
 
 @pytest.mark.parametrize("path", MARKET)
-def test_private_market_data_needs_a_valid_token(
-    redis_prefix: str, pg_dsn: str, path: str
-) -> None:
+def test_private_market_data_needs_a_valid_token(redis_prefix: str, pg_dsn: str, path: str) -> None:
     migrate(pg_dsn)
     settings = api_settings(redis_prefix, pg_dsn, public_market_data=False)
     with api_client(settings) as client:

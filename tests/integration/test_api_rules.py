@@ -230,3 +230,15 @@ def test_requests_are_counted_by_route_template_and_status_class(
     exposition = metrics.exposition().decode()
     assert 'tradepulse_http_request_seconds_count{route="/api/v1/rules/{rule_id}"}' in exposition
     assert "no-such-rule" not in exposition
+
+
+def test_stores_without_schema_are_503_naming_the_fix(redis_prefix: str, pg_dsn: str) -> None:
+    labels = ("/api/v1/rules", "GET", "5xx")
+    before = metrics.HTTP_REQUESTS.labels(*labels)._value.get()
+    with api_client(api_settings(redis_prefix, pg_dsn)) as client:  # not migrated
+        responses = [client.get(path, headers=ALICE)
+                     for path in (RULES, "/api/v1/alerts", "/api/v1/user/profile")]  # fmt: skip
+    for response in responses:
+        assert response.status_code == 503
+        assert "tradepulse db migrate" in response.json()["detail"]
+    assert metrics.HTTP_REQUESTS.labels(*labels)._value.get() == before + 1

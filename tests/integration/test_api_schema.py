@@ -79,9 +79,24 @@ def live(module_db: str, module_prefix: str) -> Iterator[TestClient]:  # type: i
     with api_client(api_settings(module_prefix, module_db)) as api:
         ids = [api.post("/api/v1/rules", json=rule(f"r{i}"), headers=ALICE).json()["id"]
                for i in range(2)]  # fmt: skip
+        stored = [alert(ids[i % 2], "SOLabc", T_MS + i * 1_000, i) for i in range(5)]
         with AlertRepository(module_db) as alerts:
-            alerts.store([alert(ids[i % 2], "SOLabc", T_MS + i * 1_000, i) for i in range(5)])
+            alerts.store(stored)
+        KNOWN.update({"rule_id": ids[0], "alert_id": stored[0].id, "addr": "SOLabc"})
         yield api
+
+
+#: Ids that exist (filled by ``live``): half the generated path parameters are replaced by
+#: them, so the operations on an existing rule, alert or token are exercised too.
+KNOWN: dict[str, str] = {}
+
+
+def _aim(case: schemathesis.Case) -> None:
+    """Point the case at an existing resource when its generated id has an even length
+    (never for DELETE: the other cases need the rule)."""
+    for name, value in (case.path_parameters or {}).items():
+        if name in KNOWN and case.method != "DELETE" and len(str(value)) % 2 == 0:
+            case.path_parameters[name] = KNOWN[name]  # type: ignore[index]
 
 
 def send(client: TestClient, kwargs: dict[str, Any]) -> Any:  # type: ignore[type-arg]
@@ -115,6 +130,7 @@ def test_api_never_fails_and_answers_as_documented(
     case: schemathesis.Case,
     live: TestClient,  # type: ignore[type-arg]
 ) -> None:
+    _aim(case)
     response = send(live, case.as_transport_kwargs(base_url="http://testserver.local",
                                                    headers=dict(ALICE)))  # fmt: skip
     case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])

@@ -28,6 +28,10 @@ _INT64 = 2**63 - 1
 _TIME = "epoch ms or RFC 3339 (from: inclusive, to: exclusive)"
 
 
+#: ``[start_ms, end_ms]`` (a list: OpenAPI 3.1 has no tuple schema Litestar would emit).
+Bounds = Annotated[list[TsMs], msgspec.Meta(min_length=2, max_length=2)]
+
+
 class AlertView(msgspec.Struct, frozen=True):
     """A stored alert: what made it fire (``values``: every metric the rule read, null when
     unknown), the window bounds ``[start_ms, end_ms]`` it read, its rule's ``owner`` (null
@@ -40,7 +44,7 @@ class AlertView(msgspec.Struct, frozen=True):
     token: TokenId
     triggered_ms: TsMs
     values: dict[str, float | None]
-    window_bounds: dict[str, tuple[TsMs, TsMs]]
+    window_bounds: dict[str, Bounds]
     lag_ms: int
     trace_id: str
     owner: str | None
