@@ -11,6 +11,7 @@ surface (``ops.py``), OpenAPI at ``/schema``. Every error is problem+json
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,12 +33,14 @@ from tradepulse.adapters.postgres_rules import AlertRepository, RuleRepository
 from tradepulse.api.auth import JwtVerifier, keys_from_settings
 from tradepulse.api.context import ApiContext
 from tradepulse.api.ops import ops_router
-from tradepulse.api.problems import EXCEPTION_HANDLERS
+from tradepulse.api.problems import AUTH_ENV, EXCEPTION_HANDLERS
 from tradepulse.api.reader import HistoryPool, LiveReader
 from tradepulse.api.routes import api_router, reject_unknown_params
 from tradepulse.api.stores import AlertStore, OnRuleChange, ProfileStore, RuleStore
 from tradepulse.api.timing import request_metrics
 from tradepulse.config import Settings
+
+log = logging.getLogger(__name__)
 
 RULES_UPDATED = "rules.updated"
 _PG_CONNECT_TIMEOUT_S = 3
@@ -101,6 +104,9 @@ def _build_context(deps: ApiDeps, client: aioredis.Redis) -> ApiContext:
     settings = deps.settings
     keys = keys_from_settings(settings.jwt_secret, settings.jwt_public_key)
     publish = RuleChangePublisher(client, settings.redis_prefix)
+    if not keys.configured:
+        log.warning("authentication is not configured: rules, alerts and the profile "
+                    "answer 503 until %s is set", AUTH_ENV)  # fmt: skip
     return ApiContext(
         settings, LiveReader(client, settings.redis_prefix), HistoryPool(deps.pg_dsn),
         JwtVerifier(keys), deps.rule_store(deps, publish), deps.alert_store(deps),
