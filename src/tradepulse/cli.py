@@ -13,6 +13,7 @@ from tradepulse import __version__, tracing
 from tradepulse.adapters.clock import wall_now_ms
 from tradepulse.adapters.files import open_input
 from tradepulse.api_cli import api_cmd
+from tradepulse.auth_cli import auth_app
 from tradepulse.cli_common import (
     WindowsOpt,
     duration_opt,
@@ -258,6 +259,7 @@ app.command("persist")(persist_cmd)
 app.add_typer(rules_app, name="rules")  # alert rules in the rule store (tradepulse.rules_cli)
 app.command("api")(api_cmd)  # REST API and operations endpoints (tradepulse.api_cli)
 app.command("rebuild")(rebuild_cmd)  # Redis state from Kafka (tradepulse.rebuild_cli)
+app.add_typer(auth_app, name="auth")  # bearer tokens of the API (tradepulse.auth_cli)
 
 
 def main() -> None:

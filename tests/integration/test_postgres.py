@@ -55,8 +55,8 @@ def as_row(b: Bar) -> tuple[Any, ...]:
 
 # --- migrations ----------------------------------------------------------------------------
 
-ALL = ["0001_bars", "0002_rules_alerts"]
-APPLIED = [(1, "bars"), (2, "rules_alerts")]
+ALL = ["0001_bars", "0002_rules_alerts", "0003_profiles"]
+APPLIED = [(1, "bars"), (2, "rules_alerts"), (3, "profiles")]
 
 
 def test_migrate_twice_second_run_applies_nothing(pg_dsn: str) -> None:

@@ -68,18 +68,21 @@ def test_rs256_token_round_trip() -> None:
 
 @pytest.mark.parametrize(
     ("claims", "reason"),
-    [
-        ({"sub": "a", "exp": _now() - LEEWAY_S - 5}, "expired"),
-        ({"sub": "a", "exp": _now() + 600, "nbf": _now() + LEEWAY_S + 60}, "not_yet_valid"),
-        ({"exp": _now() + 600}, "invalid_claims"),
+    [  # times relative to when the test runs (seconds), not to when it was collected
+        ({"sub": "a", "exp": -LEEWAY_S - 5}, "expired"),
+        ({"sub": "a", "exp": 600, "nbf": LEEWAY_S + 60}, "not_yet_valid"),
+        ({"exp": 600}, "invalid_claims"),
         ({"sub": "a"}, "invalid_claims"),
-        ({"sub": "", "exp": _now() + 600}, "invalid_claims"),
-        ({"sub": "a", "exp": _now() + 600, "admin": "yes"}, "invalid_claims"),
+        ({"sub": "", "exp": 600}, "invalid_claims"),
+        ({"sub": "a", "exp": 600, "admin": "yes"}, "invalid_claims"),
     ],
 )
 def test_hs256_bad_claims_are_refused_with_reason(claims: dict[str, object], reason: str) -> None:
     verifier = JwtVerifier(JwtKeys("HS256", SECRET))
-    assert _refusal(verifier, jwt.encode(claims, SECRET, algorithm="HS256")) == reason
+    now = _now()
+    timed = {k: now + v if k in {"exp", "nbf"} and isinstance(v, int) else v
+             for k, v in claims.items()}  # fmt: skip
+    assert _refusal(verifier, jwt.encode(timed, SECRET, algorithm="HS256")) == reason
 
 
 def test_forged_signature_is_refused() -> None:

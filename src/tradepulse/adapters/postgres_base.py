@@ -1,14 +1,17 @@
 """The connection handling shared by the PostgreSQL repositories (bars, rules, alerts).
 
 One lazily opened autocommit connection per repository (sync psycopg 3); every public call
-is one ``conn.transaction()``. When a call fails, the connection is dropped (the next call
-opens a new one) and the psycopg error becomes ``HistoryUnavailableError`` naming what
-failed, so a caller can retry the same call after an outage. A missing table is reported
+is one ``conn.transaction()``, serialized by a lock, so one repository may be shared by
+threads (the API calls its stores from worker threads). When a call fails, the connection
+is dropped (the next call opens a new one) and the psycopg error becomes
+``HistoryUnavailableError`` naming what failed, so a caller can retry the same call after an
+outage. A missing table is reported
 with ``tradepulse db migrate`` as the fix.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -67,6 +70,7 @@ class Repository:
         self._connect_timeout_s = connect_timeout_s
         self._statement_timeout_ms = statement_timeout_ms
         self._conn: Connection | None = None
+        self._lock = threading.RLock()  # one transaction at a time on the connection
 
     def check_schema(self) -> None:
         """Raise ``HistoryUnavailableError`` unless PostgreSQL answers and every table of
@@ -81,9 +85,10 @@ class Repository:
             )
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def __enter__(self) -> Self:
         return self
@@ -113,9 +118,10 @@ class Repository:
         becomes ``HistoryUnavailableError`` naming ``what`` failed. Other exceptions roll
         the transaction back and pass through."""
         try:
-            conn = self._connection()
-            with conn.transaction():
-                yield conn
+            with self._lock:
+                conn = self._connection()
+                with conn.transaction():
+                    yield conn
         except errors.UndefinedTable as exc:
             self.close()
             raise HistoryUnavailableError(

@@ -1,5 +1,5 @@
 """What every request handler gets (the ``ctx`` dependency): built and closed by the
-lifespan of ``create_app``."""
+lifespan of ``create_app`` (the one place an ``ApiContext`` is made)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,22 @@ from litestar.params import SkipValidationMarker
 
 from tradepulse.api.auth import JwtVerifier
 from tradepulse.api.reader import HistoryPool, LiveReader
+from tradepulse.api.stores import AlertStore, ProfileStore, RuleStore
 from tradepulse.config import Settings
 
 
 @dataclass(frozen=True)
 class ApiContext:
+    """``live``/``history``: market data; ``rules``/``alerts``/``profiles``: the stores
+    (``api/stores.py``), called from worker threads only."""
+
     settings: Settings
     live: LiveReader
     history: HistoryPool
     auth: JwtVerifier
+    rules: RuleStore
+    alerts: AlertStore
+    profiles: ProfileStore
     started_s: float = field(default_factory=time.time)
 
 

@@ -25,6 +25,7 @@ from tradepulse.core.windows import WindowSpec, WindowStats
 DEFAULT_SORT = "-window.5min.total_volume"
 MAX_LIMIT = 500
 MAX_CANDLES = 10_000
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 STATS = frozenset(WindowStats.__struct_fields__)
 
 
@@ -78,8 +79,15 @@ def decode_cursor(text: str, sort: SortKey) -> Cursor:
 
 
 def parse_time_ms(param: str, text: str) -> TsMs:
-    """Epoch ms (digits) or an RFC 3339 time with an offset."""
-    if text.isdigit():
+    """Epoch ms (digits) or an RFC 3339 time with an offset, from 1970 to ``MAX_TIME_MS``."""
+    ms = _time_ms(param, text)
+    if not 0 <= ms <= MAX_TIME_MS:
+        raise bad_param(param, f"{text!r} is out of range (1970 to 9999)")
+    return ms
+
+
+def _time_ms(param: str, text: str) -> TsMs:
+    if text.isascii() and text.isdigit():
         return int(text)
     try:
         parsed = datetime.fromisoformat(text)
@@ -87,7 +95,10 @@ def parse_time_ms(param: str, text: str) -> TsMs:
         raise bad_param(param, f"{text!r} is neither epoch ms nor RFC 3339") from None
     if parsed.tzinfo is None:
         raise bad_param(param, f"{text!r} has no UTC offset (e.g. add Z)")
-    return int(parsed.timestamp() * 1000)
+    try:
+        return int(parsed.timestamp() * 1000)
+    except (ValueError, OverflowError):
+        raise bad_param(param, f"{text!r} is out of range") from None
 
 
 def parse_range(

@@ -81,6 +81,14 @@ class LiveReader:
     async def ping(self) -> bool:
         return bool(await self._client.ping())
 
+    async def active(self) -> list[tuple[TokenId, TsMs]]:
+        """Every token of ``tokens:active`` with its newest trade time (ms)."""
+        pairs = cast(
+            list[tuple[bytes, float]],
+            await self._client.zrange(self.active_key(), 0, -1, withscores=True),
+        )
+        return [(member.decode(), int(score)) for member, score in pairs]
+
     async def summaries(self) -> list[TokenSummary]:
         """Every token of ``tokens:active`` whose aggregates still exist (two round trips:
         the index, then one pipeline of every token's aggregates)."""

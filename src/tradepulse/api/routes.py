@@ -1,6 +1,9 @@
-"""REST ``/api/v1``: the live token statistics (Redis) and candles (PostgreSQL).
+"""REST ``/api/v1``: the live token statistics (Redis) and candles (PostgreSQL); the
+router also carries symbols, rules, alerts and the profile (their own modules).
 
-Every route lists its query parameters in ``opt["query"]``; ``reject_unknown_params`` (a
+Market data routes are guarded by ``access.market_data``; the others need a token
+(``access.authenticated``, a guard of their sub-router). Every route lists its query
+parameters in ``opt["query"]``; ``reject_unknown_params`` (a
 ``before_request`` hook) answers 400 for any other, before values are parsed.
 """
 
@@ -16,8 +19,10 @@ from litestar import Request, Router, get
 from litestar.params import FromPath, QueryParameter
 
 from tradepulse.adapters.postgres import Candle
+from tradepulse.api.access import BEARER_OPTIONAL, PROVIDE_ME, authenticated, market_data
+from tradepulse.api.alerts_routes import ALERT_HANDLERS
 from tradepulse.api.context import Ctx
-from tradepulse.api.problems import ProblemError, bad_param
+from tradepulse.api.problems import ProblemError, bad_param, no_nul, problem_docs
 from tradepulse.api.query import (
     DEFAULT_SORT,
     MAX_LIMIT,
@@ -28,6 +33,9 @@ from tradepulse.api.query import (
     parse_sort,
 )
 from tradepulse.api.reader import TokenDetail, TokenSummary, sort_summaries
+from tradepulse.api.rules_routes import RULE_HANDLERS
+from tradepulse.api.symbols_routes import SYMBOL_HANDLERS
+from tradepulse.api.user_routes import USER_HANDLERS
 from tradepulse.core.types import TokenId, TsMs
 
 
@@ -61,7 +69,12 @@ async def reject_unknown_params(request: Request[Any, Any, Any]) -> None:
             raise bad_param(name, f"unknown parameter; accepts {accepts}")
 
 
-@get("/tokens", opt={"query": ("sort", "limit", "cursor")})
+#: The request bodies of /api/v1 (rules, profile) are small JSON documents.
+MAX_BODY_BYTES = 64 * 1024
+
+
+@get("/tokens", opt={"query": ("sort", "limit", "cursor")}, guards=[market_data],
+     security=BEARER_OPTIONAL, responses=problem_docs(400, 401, 503))  # fmt: skip
 async def list_tokens(
     ctx: Ctx,
     sort: Annotated[str, QueryParameter(description="[-]window.<window>.<stat>")] = DEFAULT_SORT,
@@ -77,7 +90,8 @@ async def list_tokens(
     return TokenPage(ranked[offset:end], str(key), limit, len(ranked), following)
 
 
-@get("/tokens/{addr:str}", opt={"query": ()})
+@get("/tokens/{addr:str}", opt={"query": ()}, guards=[market_data], security=BEARER_OPTIONAL,
+     responses=problem_docs(401, 404, 503))  # fmt: skip
 async def token_detail(ctx: Ctx, addr: FromPath[str]) -> TokenDetail:
     """Every window, the forming bar, the indicators and the time of the last write."""
     detail = await ctx.live.detail(addr)
@@ -90,7 +104,8 @@ _FROM = "epoch ms or RFC 3339; default: 24 hours before to"
 _TO = "epoch ms or RFC 3339; default: now"
 
 
-@get("/tokens/{addr:str}/candles", opt={"query": ("tf", "from", "to")})
+@get("/tokens/{addr:str}/candles", opt={"query": ("tf", "from", "to")}, guards=[market_data],
+     security=BEARER_OPTIONAL, responses=problem_docs(400, 401, 503))  # fmt: skip
 async def token_candles(
     ctx: Ctx,
     addr: FromPath[str],
@@ -99,9 +114,16 @@ async def token_candles(
     to: Annotated[str | None, QueryParameter(description=_TO)] = None,
 ) -> CandlePage:
     """Candles from the stored 1-minute bars; default range: the last 24 hours."""
+    no_nul("addr", addr)
     from_ms, to_ms = parse_range(tf, from_, to, int(time.time() * 1000))
     query = partial(ctx.history.candles, addr, tf, from_ms, to_ms)
     return CandlePage(addr, tf, from_ms, to_ms, await anyio.to_thread.run_sync(query))
 
 
-api_router = Router("/api/v1", route_handlers=[list_tokens, token_detail, token_candles])
+_protected = Router("/", route_handlers=[*RULE_HANDLERS, *ALERT_HANDLERS, *USER_HANDLERS],
+                    guards=[authenticated], dependencies={"me": PROVIDE_ME})  # fmt: skip
+api_router = Router(
+    "/api/v1",
+    route_handlers=[list_tokens, token_detail, token_candles, *SYMBOL_HANDLERS, _protected],
+    request_max_body_size=MAX_BODY_BYTES,
+)
