@@ -125,8 +125,21 @@ def _set_image(doc: Doc, image: Doc) -> None:
 
 # --- PromQL -------------------------------------------------------------------------------
 
-_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left",
-             "group_right", "offset", "bool", "inf", "nan"}  # fmt: skip
+_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+}
 _STRING = re.compile(r'"(?:\\.|[^"\\])*"')
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _IDENT = re.compile(r"(?<![\w:.$])([A-Za-z_:][\w:]*)(\s*\()?")
@@ -140,8 +153,11 @@ def promql_metric_names(expr: str) -> set[str]:
     expr = re.sub(r"\{[^}]*\}", "", expr)
     expr = re.sub(r"\[[^\]]*\]", "", expr)
     expr = _GROUPING.sub("", expr)
-    return {m.group(1) for m in _IDENT.finditer(expr)
-            if not m.group(2) and m.group(1).lower() not in _KEYWORDS}  # fmt: skip
+    return {
+        m.group(1)
+        for m in _IDENT.finditer(expr)
+        if not m.group(2) and m.group(1).lower() not in _KEYWORDS
+    }
 
 
 def declared_metric_names() -> set[str]:
@@ -152,8 +168,11 @@ def declared_metric_names() -> set[str]:
 
     from tradepulse import metrics
 
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
-                "summary": ("_sum", "_count", "")}  # fmt: skip
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_sum", "_count"),
+        "summary": ("_sum", "_count", ""),
+    }
     names: set[str] = set()
     for registry in (REGISTRY, metrics.SUPERVISOR):
         for family in registry.collect():

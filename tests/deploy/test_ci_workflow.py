@@ -38,5 +38,7 @@ def test_ci_triggers_on_pushes_and_pull_requests(workflow: dict[str, Any]) -> No
     triggers = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1: on = True
     assert {"push", "pull_request"} <= set(triggers)
     for job in workflow["jobs"].values():
-        setup = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python"))
+        setup = next(
+            s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python")
+        )
         assert setup["with"]["python-version"] == "3.11"

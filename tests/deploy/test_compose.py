@@ -71,8 +71,13 @@ def test_compose_every_role_runs_the_one_image_with_a_real_command(
 
 def test_compose_roles_are_the_expected_commands(compose: dict[str, Any]) -> None:
     commands = {n: services(compose)[n]["command"][0] for n in TRADEPULSE_SERVICES}
-    assert commands == {"migrate": "db", "worker-1": "worker", "worker-2": "worker",
-                        "persister": "persist", "api": "api"}  # fmt: skip
+    assert commands == {
+        "migrate": "db",
+        "worker-1": "worker",
+        "worker-2": "worker",
+        "persister": "persist",
+        "api": "api",
+    }
     assert services(compose)["migrate"]["command"] == ["db", "migrate"]
 
 
@@ -121,21 +126,26 @@ def listen_port(service: dict[str, Any]) -> int:
     params = parse_cli(service["command"])
     if service["command"][0] == "api":
         return int(params["port"])
-    return load_settings({k: str(v) for k, v in service["environment"].items()},
-                         dotenv=None).http_port  # fmt: skip
+    return load_settings(
+        {k: str(v) for k, v in service["environment"].items()}, dotenv=None
+    ).http_port
 
 
 def scrape_targets() -> dict[str, set[str]]:
     config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
-    return {job["job_name"]: {t for sc in job["static_configs"] for t in sc["targets"]}
-            for job in config["scrape_configs"]}  # fmt: skip
+    return {
+        job["job_name"]: {t for sc in job["static_configs"] for t in sc["targets"]}
+        for job in config["scrape_configs"]
+    }
 
 
 def test_prometheus_scrapes_every_worker_and_api_on_its_listen_port(
     compose: dict[str, Any],
 ) -> None:
     targets = scrape_targets()
-    expected_workers = {f"{n}:{listen_port(services(compose)[n])}" for n in ("worker-1", "worker-2")}
+    expected_workers = {
+        f"{n}:{listen_port(services(compose)[n])}" for n in ("worker-1", "worker-2")
+    }
     assert targets["tradepulse-worker"] == expected_workers == {"worker-1:9100", "worker-2:9100"}
     assert targets["tradepulse-api"] == {f"api:{listen_port(services(compose)['api'])}"}
     scraped_hosts = {t.split(":")[0] for ts in targets.values() for t in ts}
@@ -164,12 +174,18 @@ def test_compose_mounts_the_prometheus_and_grafana_files_that_exist(
     rules = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")["rule_files"]
     assert rules == ["/etc/prometheus/rules/*.yml"]
     provider = load_yaml(DEPLOY / "grafana/provisioning/dashboards/tradepulse.yml")
-    assert f"{Path('../grafana/dashboards')}:{provider['providers'][0]['options']['path']}:ro" in mounts
+    assert (
+        f"{Path('../grafana/dashboards')}:{provider['providers'][0]['options']['path']}:ro"
+        in mounts
+    )
 
 
 def test_compose_topic_partitions_match_the_worker_autoscaler_bound() -> None:
     topics = " ".join(load_docs(COMPOSE)[0]["services"]["topics"]["command"])
     partitions = int(re.search(r"--topic trade-info --partitions (\d+)", topics).group(1))  # type: ignore[union-attr]
-    hpa = next(d for d in load_docs(DEPLOY / "k8s/base/hpa.yaml")
-               if d["metadata"]["name"] == "tradepulse-worker")  # fmt: skip
+    hpa = next(
+        d
+        for d in load_docs(DEPLOY / "k8s/base/hpa.yaml")
+        if d["metadata"]["name"] == "tradepulse-worker"
+    )
     assert hpa["spec"]["maxReplicas"] == partitions

@@ -40,27 +40,37 @@ def recorded() -> set[str]:
 
 def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-    return exprs + [v["query"]["query"] for v in dashboard["templating"]["list"]
-                    if v["type"] == "query"]  # fmt: skip
+    return exprs + [
+        v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"
+    ]
 
 
 @pytest.mark.parametrize(
     ("expr", "names"),
-    [('histogram_quantile(0.99, sum by (le, instance) (rate(a_bucket{x=~"$i"}[$__rate_interval])))',
-      {"a_bucket"}),
-     ("deriv(x:y:z[5m]) > 0 and on (pod) b > 1e4 or c offset 5m", {"x:y:z", "b", "c"}),
-     ("time() - max without (instance) (w_ms) / 1000", {"w_ms"}),
-     ("label_values(m_total, instance)", {"m_total"})],
-)  # fmt: skip
+    [
+        (
+            'histogram_quantile(0.99, sum by (le, instance) (rate(a_bucket{x=~"$i"}[$__ri])))',
+            {"a_bucket"},
+        ),
+        ("deriv(x:y:z[5m]) > 0 and on (pod) b > 1e4 or c offset 5m", {"x:y:z", "b", "c"}),
+        ("time() - max without (instance) (w_ms) / 1000", {"w_ms"}),
+        ("label_values(m_total, instance)", {"m_total"}),
+    ],
+)
 def test_promql_metric_names_finds_selectors_only(expr: str, names: set[str]) -> None:
     assert promql_metric_names(expr) == names
 
 
 def test_declared_metric_names_include_histogram_and_counter_suffixes() -> None:
     names = declared_metric_names()
-    assert {"tradepulse_batch_seconds_bucket", "tradepulse_batch_seconds_count",
-            "tradepulse_trades_consumed_total", "tradepulse_worker_restarts_total",
-            "tradepulse_consumer_lag_messages", "process_start_time_seconds"} <= names  # fmt: skip
+    assert {
+        "tradepulse_batch_seconds_bucket",
+        "tradepulse_batch_seconds_count",
+        "tradepulse_trades_consumed_total",
+        "tradepulse_worker_restarts_total",
+        "tradepulse_consumer_lag_messages",
+        "process_start_time_seconds",
+    } <= names
     assert "tradepulse_batch_seconds" not in names
     assert "tradepulse_trades_consumed" not in names
 
@@ -99,12 +109,18 @@ def test_overview_shows_the_operational_figures() -> None:
     dashboard = json.loads((DEPLOY / "grafana/dashboards/overview.json").read_text())
     used = {n for e in dashboard_exprs(dashboard) for n in promql_metric_names(e)}
     assert used >= {
-        "tradepulse_trades_consumed_total", "tradepulse_trades_applied_total",
-        "tradepulse_trades_rejected_total", "tradepulse_batch_seconds_bucket",
-        "tradepulse_consumer_lag_messages", "tradepulse_active_tokens",
-        "tradepulse_redis_call_seconds_bucket", "tradepulse_persister_batch_seconds_bucket",
-        "tradepulse_alerts_total", "tradepulse_ws_connections", "tradepulse_process_rss_bytes",
-    }  # fmt: skip
+        "tradepulse_trades_consumed_total",
+        "tradepulse_trades_applied_total",
+        "tradepulse_trades_rejected_total",
+        "tradepulse_batch_seconds_bucket",
+        "tradepulse_consumer_lag_messages",
+        "tradepulse_active_tokens",
+        "tradepulse_redis_call_seconds_bucket",
+        "tradepulse_persister_batch_seconds_bucket",
+        "tradepulse_alerts_total",
+        "tradepulse_ws_connections",
+        "tradepulse_process_rss_bytes",
+    }
 
 
 def test_drilldown_has_process_and_partition_variables() -> None:
@@ -112,4 +128,4 @@ def test_drilldown_has_process_and_partition_variables() -> None:
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"instance", "partition", "token"} <= variables
     exprs = " ".join(dashboard_exprs(dashboard))
-    assert '$instance' in exprs and '$partition' in exprs
+    assert "$instance" in exprs and "$partition" in exprs

@@ -48,8 +48,9 @@ def server_port() -> Iterator[int]:
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> int:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, timeout=30,
-                          check=False).returncode  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], env=env, timeout=30, check=False
+    ).returncode
 
 
 def test_healthcheck_live_endpoint_answering_200_is_healthy(server_port: int) -> None:

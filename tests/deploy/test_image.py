@@ -20,8 +20,11 @@ def instructions(text: str) -> list[Instruction]:
     """``(KEYWORD, arguments)`` of every instruction, continuation lines joined."""
     joined = re.sub(r"\\\n", " ", text)
     lines = [ln.strip() for ln in joined.splitlines()]
-    return [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1] if " " in ln else "")
-            for ln in lines if ln and not ln.startswith("#")]  # fmt: skip
+    return [
+        (ln.split(None, 1)[0].upper(), ln.split(None, 1)[1] if " " in ln else "")
+        for ln in lines
+        if ln and not ln.startswith("#")
+    ]
 
 
 def stages(text: str) -> dict[str, list[Instruction]]:
@@ -35,7 +38,9 @@ def stages(text: str) -> dict[str, list[Instruction]]:
             name, _, value = rest.partition("=")
             args[name] = value
         elif keyword == "FROM":
-            image, _, name = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], rest).partition(" AS ")
+            image, _, name = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], rest).partition(
+                " AS "
+            )
             current = out.setdefault(name.strip(), [("FROM", image.strip())])
         elif current is not None:
             current.append((keyword, rest))
@@ -53,8 +58,10 @@ def all_of(stage: list[Instruction], keyword: str) -> list[str]:
 
 def test_stages_parser_resolves_args_and_names() -> None:
     text = "ARG B=python:3.11-slim\nFROM ${B} AS one\nRUN a \\\n  b\nFROM one AS two\nUSER x\n"
-    assert stages(text) == {"one": [("FROM", "python:3.11-slim"), ("RUN", "a    b")],
-                            "two": [("FROM", "one"), ("USER", "x")]}  # fmt: skip
+    assert stages(text) == {
+        "one": [("FROM", "python:3.11-slim"), ("RUN", "a    b")],
+        "two": [("FROM", "one"), ("USER", "x")],
+    }
 
 
 def test_image_has_builder_and_runtime_stages_on_python_3_11_slim(
@@ -115,8 +122,13 @@ def test_dockerignore_keeps_what_the_build_copies_and_drops_the_rest(
 ) -> None:
     lines = (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
     patterns = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
-    copied = [src for stage in dockerfile.values() for c in all_of(stage, "COPY")
-              if not c.startswith("--from") for src in c.split()[:-1]]  # fmt: skip
+    copied = [
+        src
+        for stage in dockerfile.values()
+        for c in all_of(stage, "COPY")
+        if not c.startswith("--from")
+        for src in c.split()[:-1]
+    ]
     assert copied, "no COPY found"
     for source in copied:
         assert (REPO / source).exists(), source

@@ -56,20 +56,31 @@ def validate(doc: Doc) -> None:
 
 def test_k8s_every_object_validates_against_its_schema(rendered: list[Doc]) -> None:
     kinds = {d["kind"] for d in rendered}
-    assert kinds == {"Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Ingress",
-                     "PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor"}  # fmt: skip
+    assert kinds == {
+        "Namespace",
+        "ConfigMap",
+        "Secret",
+        "Deployment",
+        "Service",
+        "Ingress",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "ServiceMonitor",
+    }
     for doc in rendered:
         validate(doc)
 
 
 @pytest.mark.parametrize(
     ("kind", "path", "bad"),
-    [("Deployment", ["spec", "replicas"], "two"),
-     ("Deployment", ["spec", "template", "spec", "terminationGracePeriod"], 30),
-     ("HorizontalPodAutoscaler", ["spec", "maxReplica"], 6),
-     ("ServiceMonitor", ["spec", "endpoints", 0, "intervall"], "15s"),
-     ("ServiceMonitor", ["spec", "endpoints", 0, "interval"], "15 seconds")],
-)  # fmt: skip
+    [
+        ("Deployment", ["spec", "replicas"], "two"),
+        ("Deployment", ["spec", "template", "spec", "terminationGracePeriod"], 30),
+        ("HorizontalPodAutoscaler", ["spec", "maxReplica"], 6),
+        ("ServiceMonitor", ["spec", "endpoints", 0, "intervall"], "15s"),
+        ("ServiceMonitor", ["spec", "endpoints", 0, "interval"], "15 seconds"),
+    ],
+)
 def test_k8s_validation_typo_or_bad_value_is_refused(
     kind: str, path: list[Any], bad: object
 ) -> None:
@@ -100,13 +111,20 @@ def test_kustomize_missing_resource_or_patch_target_fails(tmp_path: Path) -> Non
         kustomize(tmp_path)
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None,
-                    reason="kubectl (with its built-in kustomize) is not installed; the Python "
-                           "rendering is checked by the other tests")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None,
+    reason="kubectl (with its built-in kustomize) is not installed; the Python "
+    "rendering is checked by the other tests",
+)
 @pytest.mark.parametrize("directory", OVERLAYS, ids=lambda p: p.name)
 def test_kustomize_python_rendering_equals_kubectl_kustomize(directory: Path) -> None:
-    out = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True,
-                         text=True, timeout=60, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     key = lambda d: (d["kind"], d["metadata"]["name"])  # noqa: E731
     assert sorted(kustomize(directory), key=key) == sorted(
         [d for d in yaml.safe_load_all(out) if d], key=key
@@ -183,8 +201,10 @@ def test_k8s_workloads_have_resources_and_outlast_the_worker_shutdown(
 
 
 def test_k8s_services_pdbs_and_autoscalers_select_existing_pods(rendered: list[Doc]) -> None:
-    pods = {n: pod_spec(d) and d["spec"]["template"]["metadata"]["labels"]
-            for n, d in by_kind(rendered, "Deployment").items()}  # fmt: skip
+    pods = {
+        n: pod_spec(d) and d["spec"]["template"]["metadata"]["labels"]
+        for n, d in by_kind(rendered, "Deployment").items()
+    }
     for kind in ("Service", "PodDisruptionBudget"):
         for name, doc in by_kind(rendered, kind).items():
             selector = doc["spec"]["selector"]
@@ -208,8 +228,9 @@ def test_k8s_worker_autoscaler_never_exceeds_the_partitions(rendered: list[Doc])
 
 
 def test_k8s_ingress_serves_rest_and_websocket_with_tls(rendered: list[Doc]) -> None:
-    ports = {n: {p["name"] for p in s["spec"]["ports"]}
-             for n, s in by_kind(rendered, "Service").items()}  # fmt: skip
+    ports = {
+        n: {p["name"] for p in s["spec"]["ports"]} for n, s in by_kind(rendered, "Service").items()
+    }
     paths = {}
     for ingress in by_kind(rendered, "Ingress").values():
         hosts = {h for rule in ingress["spec"]["rules"] for h in [rule["host"]]}
@@ -225,8 +246,11 @@ def test_k8s_ingress_serves_rest_and_websocket_with_tls(rendered: list[Doc]) -> 
 def test_k8s_service_monitor_scrapes_worker_and_api_ports(rendered: list[Doc]) -> None:
     monitor = by_kind(rendered, "ServiceMonitor")["tradepulse"]
     selector = monitor["spec"]["selector"]["matchLabels"]
-    selected = {n: s for n, s in by_kind(rendered, "Service").items()
-                if selector.items() <= s["metadata"]["labels"].items()}  # fmt: skip
+    selected = {
+        n: s
+        for n, s in by_kind(rendered, "Service").items()
+        if selector.items() <= s["metadata"]["labels"].items()
+    }
     assert set(selected) == {"tradepulse-worker", "tradepulse-api"}
     endpoints = {e["port"]: e for e in monitor["spec"]["endpoints"]}
     for service in selected.values():

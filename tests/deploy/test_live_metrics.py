@@ -36,8 +36,14 @@ KNOWN_LINT = {"tradepulse_watermark_ms metric names should not contain abbreviat
 
 def check_metrics(exposition: str) -> set[str]:
     """promtool's findings; fails when promtool cannot parse the exposition at all."""
-    result = subprocess.run([require_promtool(), "check", "metrics"], input=exposition,
-                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [require_promtool(), "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     findings = {ln.strip() for ln in (result.stdout + result.stderr).splitlines() if ln.strip()}
     assert result.returncode in (0, 3), f"promtool could not parse /metrics: {findings}"
     assert (result.returncode == 0) == (not findings), findings
@@ -57,11 +63,11 @@ def test_worker_metrics_pass_promtool_check_metrics(
     assert producer.flush(30) == 0
     port = free_port()
     group = f"deploy-{topic}"
-    worker = start_worker(worker_env(kafka_bootstrap, topic, group, redis_prefix,
-                                     TRADEPULSE_HTTP_PORT=str(port)))  # fmt: skip
+    worker = start_worker(
+        worker_env(kafka_bootstrap, topic, group, redis_prefix, TRADEPULSE_HTTP_PORT=str(port))
+    )
     try:
-        wait_until(lambda: committed_total(kafka_bootstrap, topic, group, 2) == TRADES + 1,
-                   worker)  # fmt: skip
+        wait_until(lambda: committed_total(kafka_bootstrap, topic, group, 2) == TRADES + 1, worker)
         wait_until(lambda: ops_ready(port), worker, 30)
         exposition = ops(port, "/metrics")[1]
     finally:
@@ -73,10 +79,18 @@ def test_worker_metrics_pass_promtool_check_metrics(
 
 
 def start_api(port: int, redis_prefix: str, pg_dsn: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TRADEPULSE_REDIS_PREFIX": redis_prefix, "TRADEPULSE_PG_DSN": pg_dsn,
-           "LOG_LEVEL": "WARN"}  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "tradepulse", "api", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env = {
+        **os.environ,
+        "TRADEPULSE_REDIS_PREFIX": redis_prefix,
+        "TRADEPULSE_PG_DSN": pg_dsn,
+        "LOG_LEVEL": "WARN",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "tradepulse", "api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def get(port: int, path: str) -> str | None:

@@ -14,8 +14,14 @@ RULE_TESTS = DEPLOY / "prometheus" / "tests" / "tradepulse.test.yml"
 
 
 def promtool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([require_promtool(), *args], capture_output=True, text=True,
-                          timeout=120, check=False, cwd=cwd)  # fmt: skip
+    return subprocess.run(
+        [require_promtool(), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
 
 
 def alerts() -> list[dict[str, object]]:
@@ -25,7 +31,10 @@ def alerts() -> list[dict[str, object]]:
 def test_promtool_check_rules_accepts_the_rules() -> None:
     result = promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {sum(len(g['rules']) for g in load_yaml(RULES)['groups'])} rules" in result.stdout
+    assert (
+        f"SUCCESS: {sum(len(g['rules']) for g in load_yaml(RULES)['groups'])} rules"
+        in result.stdout
+    )
 
 
 def test_promtool_check_rules_refuses_a_bad_expression(tmp_path: Path) -> None:
@@ -51,7 +60,9 @@ def test_promtool_test_rules_every_unit_test_passes() -> None:
 
 def test_promtool_test_rules_fails_when_a_threshold_changes(tmp_path: Path) -> None:
     """The unit tests pin the thresholds: 1 % rejections made 3 % fails them."""
-    changed = RULES.read_text(encoding="utf-8").replace("ratio_rate5m > 0.01", "ratio_rate5m > 0.03")
+    changed = RULES.read_text(encoding="utf-8").replace(
+        "ratio_rate5m > 0.01", "ratio_rate5m > 0.03"
+    )
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / RULES.name).write_text(changed)
     (tmp_path / "tests").mkdir()
@@ -75,11 +86,17 @@ def test_every_alert_is_unit_tested_firing_and_quiet() -> None:
 def test_alerts_cover_the_operational_risks() -> None:
     names = {str(a["alert"]) for a in alerts()}
     assert names >= {
-        "TradepulseProcessingLatencyHigh", "TradepulseRejectionRateHigh",
-        "TradepulseConsumerLagGrowing", "TradepulseNoTrades", "TradepulseRedisErrors",
-        "TradepulsePostgresErrors", "TradepulsePersisterBacklog", "TradepulseMemoryNearLimit",
-        "TradepulseProcessRestarted", "TradepulseWebSocketDrops",
-    }  # fmt: skip
+        "TradepulseProcessingLatencyHigh",
+        "TradepulseRejectionRateHigh",
+        "TradepulseConsumerLagGrowing",
+        "TradepulseNoTrades",
+        "TradepulseRedisErrors",
+        "TradepulsePostgresErrors",
+        "TradepulsePersisterBacklog",
+        "TradepulseMemoryNearLimit",
+        "TradepulseProcessRestarted",
+        "TradepulseWebSocketDrops",
+    }
 
 
 def test_every_alert_has_a_severity_and_a_runbook_section() -> None:
