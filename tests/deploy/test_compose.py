@@ -189,3 +189,31 @@ def test_compose_topic_partitions_match_the_worker_autoscaler_bound() -> None:
         if d["metadata"]["name"] == "tradepulse-worker"
     )
     assert hpa["spec"]["maxReplicas"] == partitions
+
+
+#: Keys of the Compose specification used or plausible here; a typo (``depend_on``) fails.
+SERVICE_KEYS = {
+    "image", "build", "command", "entrypoint", "environment", "env_file", "depends_on",
+    "ports", "expose", "volumes", "healthcheck", "restart", "stop_grace_period",
+    "stop_signal", "user", "working_dir", "labels", "networks", "deploy", "logging",
+    "ulimits", "mem_limit", "cpus", "profiles", "init", "read_only", "tmpfs",
+}  # fmt: skip
+HEALTHCHECK_KEYS = {"test", "interval", "timeout", "retries", "start_period", "disable"}
+DEPENDS_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+
+
+def test_compose_uses_only_specification_keys(compose: dict[str, Any]) -> None:
+    assert set(compose) - {"name", "services", "volumes", "networks"} == {
+        k for k in compose if k.startswith("x-")
+    }
+    named_volumes = set(compose["volumes"])
+    for name, service in services(compose).items():
+        assert set(service) <= SERVICE_KEYS, name
+        assert set(service.get("healthcheck", {})) <= HEALTHCHECK_KEYS, name
+        depends = service.get("depends_on", {})
+        for target, condition in depends.items() if isinstance(depends, dict) else []:
+            assert target in services(compose), (name, target)
+            assert condition["condition"] in DEPENDS_CONDITIONS, (name, target)
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert source.startswith(".") or source in named_volumes, (name, volume)

@@ -129,3 +129,21 @@ def test_drilldown_has_process_and_partition_variables() -> None:
     assert {"instance", "partition", "token"} <= variables
     exprs = " ".join(dashboard_exprs(dashboard))
     assert "$instance" in exprs and "$partition" in exprs
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_panels_have_unique_ids_and_fit_the_grid(path: Any) -> None:
+    panels = json.loads(path.read_text(encoding="utf-8"))["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        area = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not area & cells, f"{panel['title']} overlaps another panel"
+        cells |= area
