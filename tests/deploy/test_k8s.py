@@ -154,10 +154,15 @@ def test_k8s_containers_run_real_commands_with_valid_settings(rendered: list[Doc
             assert set(env) - set(_VARIABLES) == set(), name
             assert set(env) - set(documented) == set(), name
             load_settings(env, dotenv=None)
-        main = pod_spec(deployment)["containers"][0]  # type: ignore[index]
-        assert main["args"][0] == role
+        assert main_container(rendered, name)["args"][0] == role
         init = pod_spec(deployment)["initContainers"]  # type: ignore[index]
         assert [c["args"] for c in init] == [["db", "migrate"]]
+
+
+def main_container(rendered: list[Doc], deployment: str) -> Doc:
+    spec = pod_spec(by_kind(rendered, "Deployment")[deployment])
+    assert spec is not None
+    return spec["containers"][0]  # type: ignore[no-any-return]
 
 
 def served_port(rendered: list[Doc], container: Doc) -> int:
@@ -175,13 +180,13 @@ def probe_port(container: Doc, probe: Doc) -> int:
 
 def test_k8s_probes_use_the_real_paths_on_the_served_port(rendered: list[Doc]) -> None:
     for name in ("tradepulse-worker", "tradepulse-api"):
-        container = pod_spec(by_kind(rendered, "Deployment")[name])["containers"][0]  # type: ignore[index]
+        container = main_container(rendered, name)
         live, ready = container["livenessProbe"], container["readinessProbe"]
         assert live["httpGet"]["path"] == "/health/live", name
         assert ready["httpGet"]["path"] == "/health/ready", name
         for probe in (live, ready):
             assert probe_port(container, probe) == served_port(rendered, container), name
-    persister = pod_spec(by_kind(rendered, "Deployment")["tradepulse-persister"])["containers"][0]  # type: ignore[index]
+    persister = main_container(rendered, "tradepulse-persister")
     assert persister["livenessProbe"]["exec"]["command"][-1] == "--process"
     assert "readinessProbe" not in persister  # nothing to be ready for: no traffic
 
@@ -202,14 +207,18 @@ def test_k8s_workloads_have_resources_and_outlast_the_worker_shutdown(
 
 def test_k8s_services_pdbs_and_autoscalers_select_existing_pods(rendered: list[Doc]) -> None:
     pods = {
-        n: pod_spec(d) and d["spec"]["template"]["metadata"]["labels"]
+        n: d["spec"]["template"]["metadata"]["labels"]
         for n, d in by_kind(rendered, "Deployment").items()
     }
     for kind in ("Service", "PodDisruptionBudget"):
         for name, doc in by_kind(rendered, kind).items():
             selector = doc["spec"]["selector"]
             selector = selector.get("matchLabels", selector)
-            assert any(selector.items() <= labels.items() for labels in pods.values()), name
+            matched = [n for n, labels in pods.items() if selector.items() <= labels.items()]
+            assert len(matched) == 1, name
+            if kind == "Service":
+                named = {p["name"] for p in main_container(rendered, matched[0])["ports"]}
+                assert {p["targetPort"] for p in doc["spec"]["ports"]} <= named, name
     for name, hpa in by_kind(rendered, "HorizontalPodAutoscaler").items():
         assert hpa["spec"]["scaleTargetRef"]["name"] in pods, name
     assert set(by_kind(rendered, "PodDisruptionBudget")) >= {"tradepulse-worker", "tradepulse-api"}
