@@ -33,7 +33,7 @@ test-deploy: install services  ## deployment kit: image, compose, k8s, rules, da
 	$(BIN)/pytest tests/deploy
 
 lint: install  ## ruff + mypy --strict on src/
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench deploy
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy
 

@@ -4,6 +4,7 @@ named series of the exporters the deployment runs beside tradepulse."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import Any
 
@@ -147,3 +148,13 @@ def test_dashboard_panels_have_unique_ids_and_fit_the_grid(path: Any) -> None:
         }
         assert not area & cells, f"{panel['title']} overlaps another panel"
         cells |= area
+
+
+def test_committed_dashboards_are_what_generate_py_makes() -> None:
+    spec = importlib.util.spec_from_file_location("generate", DEPLOY / "grafana" / "generate.py")
+    assert spec and spec.loader
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    for name, dashboard in generate.build().items():
+        committed = (DEPLOY / "grafana" / "dashboards" / name).read_text(encoding="utf-8")
+        assert committed == generate.render(dashboard), f"run deploy/grafana/generate.py ({name})"
