@@ -6,6 +6,7 @@ code (commands, settings, ports, probe paths)."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -32,9 +33,11 @@ from tradepulse.config import _VARIABLES, load_settings, read_dotenv
 K8S = DEPLOY / "k8s"
 KUBERNETES_VERSION = "1.33.0"
 OVERLAYS = [K8S / "base", K8S / "overlays" / "production"]
-SERVICE_MONITOR_SCHEMA = json.loads(
-    (Path(__file__).parent / "schemas" / "servicemonitor-v1.json").read_text(encoding="utf-8")
-)
+#: Custom resources of the Prometheus Operator: schemas written from their CRDs.
+CRD_SCHEMAS = {
+    kind: json.loads((Path(__file__).parent / "schemas" / f"{kind.lower()}-v1.json").read_text())
+    for kind in ("ServiceMonitor", "PrometheusRule")
+}
 ROLES = {"tradepulse-worker": "worker", "tradepulse-persister": "persist", "tradepulse-api": "api"}
 
 
@@ -48,8 +51,8 @@ def rendered(request: pytest.FixtureRequest) -> list[Doc]:
 
 
 def validate(doc: Doc) -> None:
-    if doc["kind"] == "ServiceMonitor":
-        jsonschema.validate(doc, SERVICE_MONITOR_SCHEMA)
+    if doc["kind"] in CRD_SCHEMAS:
+        jsonschema.validate(doc, CRD_SCHEMAS[doc["kind"]])
     else:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
@@ -66,6 +69,7 @@ def test_k8s_every_object_validates_against_its_schema(rendered: list[Doc]) -> N
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
         "ServiceMonitor",
+        "PrometheusRule",
     }
     for doc in rendered:
         validate(doc)
@@ -79,6 +83,8 @@ def test_k8s_every_object_validates_against_its_schema(rendered: list[Doc]) -> N
         ("HorizontalPodAutoscaler", ["spec", "maxReplica"], 6),
         ("ServiceMonitor", ["spec", "endpoints", 0, "intervall"], "15s"),
         ("ServiceMonitor", ["spec", "endpoints", 0, "interval"], "15 seconds"),
+        ("PrometheusRule", ["spec", "groups", 1, "rules", 0, "for"], "5 minutes"),
+        ("PrometheusRule", ["spec", "groups", 1, "rules", 0, "severity"], "warning"),
     ],
 )
 def test_k8s_validation_typo_or_bad_value_is_refused(
@@ -267,3 +273,16 @@ def test_k8s_service_monitor_scrapes_worker_and_api_ports(rendered: list[Doc]) -
         assert endpoints[port["name"]]["path"] == "/metrics"
     jobs = {e["relabelings"][0]["replacement"] for e in endpoints.values()}
     assert jobs == {"tradepulse-worker", "tradepulse-api"}  # the jobs the alert rules use
+
+
+def test_prometheus_rule_is_generated_from_the_rules_file() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "to_prometheusrule", DEPLOY / "prometheus" / "to_prometheusrule.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = (K8S / "base" / "prometheusrule.yaml").read_text(encoding="utf-8")
+    assert committed == module.render(), "run deploy/prometheus/to_prometheusrule.py"
+    rules = yaml.safe_load((DEPLOY / "prometheus/rules/tradepulse.rules.yml").read_text())
+    assert yaml.safe_load(committed)["spec"]["groups"] == rules["groups"]
