@@ -11,7 +11,7 @@ import re
 import pytest
 
 from tests.deploy.support import REPO
-from tradepulse.config import _VARIABLES, Settings, load_settings
+from tradepulse.config import _VARIABLES, Settings, load_settings, read_dotenv
 
 Instruction = tuple[str, str]
 
@@ -109,6 +109,7 @@ def test_runtime_environment_is_valid_settings(dockerfile: dict[str, list[Instru
     env = dict(re.findall(r"(\w+)=(\S+)", " ".join(all_of(dockerfile["runtime"], "ENV"))))
     tradepulse = {k: v for k, v in env.items() if k.startswith("TRADEPULSE_")}
     assert set(tradepulse) <= set(_VARIABLES)
+    assert set(tradepulse) <= set(read_dotenv(REPO / ".env.example"))
     settings = load_settings(tradepulse, dotenv=None)
     assert (settings.http_host, settings.http_port) == ("0.0.0.0", Settings().http_port)
 
