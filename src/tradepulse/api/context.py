@@ -11,15 +11,15 @@ from litestar.di import Dependency
 from litestar.params import SkipValidationMarker
 
 from tradepulse.api.auth import JwtVerifier
-from tradepulse.api.reader import HistoryPool, LiveReader
+from tradepulse.api.sources import CandleSource, LiveSource
 from tradepulse.config import Settings
 
 
 @dataclass(frozen=True)
 class ApiContext:
     settings: Settings
-    live: LiveReader
-    history: HistoryPool
+    live: LiveSource
+    history: CandleSource
     auth: JwtVerifier
     started_s: float = field(default_factory=time.time)
 
