@@ -214,11 +214,11 @@ class MemoryAlertStore:
         the owner of the alert's rule (``owners``), else None."""
         now, new = self._now_ms(), 0
         with self._lock:
-            for a, owner in alerts:
+            for a, given in alerts:
                 if a.id in self._alerts:
                     continue
-                if owner is None and self._owners is not None:
-                    owner = self._owners(a.rule_id)
+                owner = given if given is not None or self._owners is None else self._owners(
+                    a.rule_id)  # fmt: skip
                 self._alerts[a.id] = _stored(a, owner, now)
                 new += 1
             while len(self._alerts) > self._keep:

@@ -60,8 +60,10 @@ class Notices(Protocol):
 class _Session:
     """One connection: its subscriptions and what was last sent for each token."""
 
-    def __init__(self, socket: WebSocket[Any, Any, Any], ctx: ApiContext,
-                 principal: Principal | None, owner_of: Callable[[str], str | None]) -> None:  # fmt: skip
+    def __init__(
+        self, socket: WebSocket[Any, Any, Any], ctx: ApiContext, principal: Principal | None,
+        owner_of: Callable[[str], str | None],
+    ) -> None:  # fmt: skip
         self.socket = socket
         self.ctx = ctx
         self.principal = principal
