@@ -10,6 +10,7 @@ worker threads and the demo's engine thread share them.
 from __future__ import annotations
 
 import builtins
+import logging
 import threading
 import time
 import uuid
@@ -34,6 +35,8 @@ from tradepulse.core.rules import DEFAULT_WINDOW_NAMES, Rule, RuleError, parse_r
 from tradepulse.core.types import TokenId, TsMs
 
 Definition = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 
 def _wall_ms() -> TsMs:
@@ -150,15 +153,16 @@ class MemoryRuleStore:
 
     def enabled_rules(self, windows: Iterable[str] | None = None) -> builtins.list[Rule]:
         """Every enabled rule parsed with its id and version; one that no longer validates
-        against ``windows`` is skipped."""
+        against ``windows`` is skipped with a warning."""
         names = self.windows if windows is None else tuple(windows)
         out = []
         for stored in self.list(include_disabled=False):
             try:
                 out.append(parse_rule(stored.definition, windows=names, rule_id=stored.id,
                                       version=stored.version))  # fmt: skip
-            except RuleError:
-                continue
+            except RuleError as exc:
+                log.warning("stored rule skipped: invalid now rule_id=%s version=%s errors=%s",
+                            stored.id, stored.version, exc.errors)  # fmt: skip
         return out
 
     def _validate(self, definition: object) -> Rule:
@@ -188,8 +192,12 @@ class MemoryRuleStore:
         return stored
 
     def _changed(self, rule_id: str) -> None:
-        if self._on_change is not None:
+        if self._on_change is None:
+            return
+        try:
             self._on_change(rule_id)
+        except Exception:  # the change is made; the notification is best effort
+            log.warning("rule change notification failed rule_id=%s", rule_id, exc_info=True)
 
 
 class MemoryAlertStore:
