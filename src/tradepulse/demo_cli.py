@@ -4,11 +4,12 @@ table (``--terminal``, ``terminal.py``). Registered by ``cli.py``."""
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -41,6 +42,7 @@ def serve_demo(settings: Settings, options: DemoOptions, host: str, port: int,
         engine = threading.Thread(target=demo.engine.run, args=(stop,), name="demo-engine")
         engine.start()
         server = uvicorn.Server(uvicorn.Config(demo.app, log_config=None, lifespan="on"))
+        _on_signals(server, stop)
         if duration_s is not None:
             threading.Timer(duration_s, lambda: setattr(server, "should_exit", True)).start()
         url = f"http://{_url_host(host)}:{bound_port}/"
@@ -51,6 +53,19 @@ def serve_demo(settings: Settings, options: DemoOptions, host: str, port: int,
             stop.set()
             engine.join()
     err.print("tradepulse demo stopped")
+
+
+def _on_signals(server: Any, stop: threading.Event) -> None:
+    """SIGINT/SIGTERM stop the server and the engine. uvicorn replaces these handlers while
+    it serves and, after its graceful shutdown, raises the signal again: it then reaches
+    this handler (a clean exit) instead of the default one (death by signal)."""
+
+    def handle(_sig: int, _frame: object) -> None:
+        server.should_exit = True
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handle)
 
 
 def _url_host(host: str) -> str:

@@ -272,8 +272,20 @@ def _key(alert: StoredAlert) -> tuple[TsMs, str]:
 
 
 def _stored(a: Alert, owner: str | None, stored_ms: int) -> StoredAlert:
-    return StoredAlert(a.id, a.rule_id, a.rule_name, a.rule_version, a.token, a.triggered_ms,
-                       a.values, a.window_bounds, a.lag_ms, a.trace_id, owner, stored_ms)
+    return StoredAlert(
+        a.id,
+        a.rule_id,
+        a.rule_name,
+        a.rule_version,
+        a.token,
+        a.triggered_ms,
+        a.values,
+        a.window_bounds,
+        a.lag_ms,
+        a.trace_id,
+        owner,
+        stored_ms,
+    )
 
 
 class MemoryProfileStore:

@@ -167,9 +167,7 @@ class _Session:
         return self.principal is not None and (owner is None or self.principal.may_access(owner))
 
 
-def live_ws_handler(
-    notices: Notices, owner_of: Callable[[str], str | None]
-) -> Callable[..., Any]:
+def live_ws_handler(notices: Notices, owner_of: Callable[[str], str | None]) -> Callable[..., Any]:
     """The ``/ws`` handler; ``owner_of(rule_id)`` names who may see a rule's alerts."""
 
     @websocket("/ws", opt={"query": ("token",)})
@@ -178,8 +176,9 @@ def live_ws_handler(
         principal = await _principal(socket, ctx)
         if principal is False:
             return
-        session = _Session(socket, ctx, principal if isinstance(principal, Principal) else None,
-                           owner_of)
+        session = _Session(
+            socket, ctx, principal if isinstance(principal, Principal) else None, owner_of
+        )
         loop = asyncio.get_running_loop()
 
         def on_notice(notice: Notice) -> None:
