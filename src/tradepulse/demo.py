@@ -245,23 +245,25 @@ class TeeStore:
         return self._primary.load_many(tokens, specs)
 
 
-def _redis_store(settings: Settings) -> LiveStore:
+def _redis_store(settings: Settings, stack: ExitStack) -> LiveStore:
     import redis
 
     from tradepulse.adapters.redis_store import RedisStore
 
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    stack.callback(client.close)
     return RedisStore(client, prefix=settings.redis_prefix,
                       ttl_s=settings.windows[-1].duration_ms // 1000)  # fmt: skip
 
 
-def _postgres_copy(dsn: str) -> Callable[[list[TokenUpdate]], Any]:
+def _postgres_copy(dsn: str, stack: ExitStack) -> Callable[[list[TokenUpdate]], Any]:
     """Final bars and alerts of the updates stored in PostgreSQL (migrated first)."""
     from tradepulse.adapters.postgres import BarRepository, migrate
     from tradepulse.adapters.postgres_alerts import AlertRepository
 
     migrate(dsn)
-    bars, alerts = BarRepository(dsn), AlertRepository(dsn)
+    bars = stack.enter_context(BarRepository(dsn))
+    alerts = stack.enter_context(AlertRepository(dsn))
 
     def copy(updates: list[TokenUpdate]) -> None:
         bars.upsert([bar for u in updates for bar in u.finals])
@@ -282,14 +284,16 @@ class Demo:
     app: Any = None
 
 
-def _store(settings: Settings, options: DemoOptions, memory: MemoryStore) -> LiveStore:
+def _store(
+    settings: Settings, options: DemoOptions, memory: MemoryStore, stack: ExitStack
+) -> LiveStore:
     """The in-memory store alone, or teed behind Redis and/or PostgreSQL."""
     copies: list[Callable[[list[TokenUpdate]], Any]] = []
     if options.pg_dsn is not None:
-        copies.append(_postgres_copy(options.pg_dsn))
+        copies.append(_postgres_copy(options.pg_dsn, stack))
     if options.redis_url is None and not copies:
         return memory
-    primary = memory if options.redis_url is None else _redis_store(settings)
+    primary = memory if options.redis_url is None else _redis_store(settings, stack)
     if primary is not memory:
         copies.insert(0, memory.write)
     return TeeStore(primary, copies)
@@ -308,8 +312,9 @@ def build_demo(settings: Settings, options: DemoOptions, stack: ExitStack) -> De
     owner_of = _owner_lookup(rules)
     memory = MemoryStore(wall_now_ms, ttl_ms=settings.windows[-1].duration_ms,
                          alerts=MemoryAlertStore(owners=owner_of))  # fmt: skip
-    pipeline = Pipeline(Market(settings.windows), WallClock(), _store(settings, options, memory),
-                        _NoDeadLetters(), wall_ms=wall_now_ms,
+    store = _store(settings, options, memory, stack)
+    pipeline = Pipeline(Market(settings.windows), WallClock(), store, _NoDeadLetters(),
+                        wall_ms=wall_now_ms,
                         max_future_skew_ms=settings.max_future_skew_ms,
                         bar_grace_ms=settings.bar_grace_ms)  # fmt: skip
     feed = _feed(settings, options, pipeline, stack)

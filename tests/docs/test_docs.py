@@ -20,8 +20,8 @@ BLOCK = re.compile(r"```(json|text)\n(.*?)```", re.S)
 
 
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("configuration_doc",
-                                                  ROOT / "scripts" / "configuration_doc.py")  # fmt: skip
+    path = ROOT / "scripts" / "configuration_doc.py"
+    spec = importlib.util.spec_from_file_location("configuration_doc", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

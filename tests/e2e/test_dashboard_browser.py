@@ -301,7 +301,9 @@ def test_alert_feed_shows_alerts_of_a_rule_created_through_the_api(
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 201
     sign_in(browser, demo, "alerts")
-    feed = "#alert-feed li"
-    wait_for(browser, lambda b: [li for li in b.find_elements(By.CSS_SELECTOR, feed)
-                                 if "any trade" in li.text], "an alert of the new rule")  # fmt: skip
+    def alerts_of_the_rule(b: WebDriver) -> list[Any]:
+        return [li for li in b.find_elements(By.CSS_SELECTOR, "#alert-feed li")
+                if "any trade" in li.text]  # fmt: skip
+
+    wait_for(browser, alerts_of_the_rule, "an alert of the new rule")
     shot(browser, "tour-alerts")
