@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
+from litestar import Litestar
 
 from tradepulse.adapters.clock import WallClock, wall_now_ms
 from tradepulse.adapters.files import iter_lines, open_input
@@ -41,7 +42,6 @@ from tradepulse.adapters.wire import encode_trade
 from tradepulse.api.auth import issue_token
 from tradepulse.api.sources import CandleSource
 from tradepulse.config import Settings
-from tradepulse.core.errors import TradepulseError
 from tradepulse.core.market import Market
 from tradepulse.core.types import TokenId, TsMs
 from tradepulse.core.windows import WindowSpec
@@ -163,7 +163,8 @@ class Engine:
 
     def run(self, stop: threading.Event) -> None:
         """``step`` every ``TICK_S`` and sweep idle tokens every ``SWEEP_EVERY_S`` until
-        ``stop``; an error of one step is logged and the next tick tries again."""
+        ``stop``; an error of one step (a store, a feed, a bug) is logged with its traceback
+        and the next tick tries again, so the API keeps answering."""
         next_sweep = time.monotonic() + SWEEP_EVERY_S
         while not stop.wait(TICK_S):
             try:
@@ -171,7 +172,7 @@ class Engine:
                 if time.monotonic() >= next_sweep:
                     next_sweep += SWEEP_EVERY_S
                     self.pipeline.sweep(self.settings.stale_after_ms)
-            except TradepulseError:
+            except Exception:  # the demo keeps serving; the next step tries again
                 log.exception("demo engine step failed")
 
 
@@ -281,7 +282,7 @@ class Demo:
     engine: Engine
     memory: MemoryStore
     rules: MemoryRuleStore
-    app: Any = None
+    app: Litestar
 
 
 def _store(
