@@ -12,18 +12,27 @@ export function compact(value) {
   return value.toFixed(2);
 }
 
-/** A price of any magnitude with 4 significant digits (0.00004321 -> "0.00004321"). */
+const SUBSCRIPT = "₀₁₂₃₄₅₆₇₈₉";
+
+/** A price of any magnitude with 4 significant digits; 4 or more zeros after the point
+ * are written as a subscript count (0.0000004321 -> "0.0₆4321"). */
 export function price(value) {
   if (value === null || value === undefined) return "–";
   if (value === 0) return "0";
   const digits = Math.max(2, 3 - Math.floor(Math.log10(Math.abs(value))));
-  return value.toFixed(Math.min(digits, 12));
+  const text = value.toFixed(Math.min(digits, 20));
+  const zeros = /^(-?)0\.(0{4,})(\d+)$/.exec(text);
+  if (!zeros) return text;
+  const count = String(zeros[2].length).split("").map((d) => SUBSCRIPT[Number(d)]).join("");
+  return `${zeros[1]}0.0${count}${zeros[3]}`;
 }
 
 /** "+12.3%" / "-4.0%". */
 export function pct(value) {
   if (value === null || value === undefined) return "–";
-  return `${value > 0 ? "+" : ""}${value.toFixed(1)}%`;
+  const shown = value.toFixed(1);
+  if (Number(shown) === 0) return "0.0%"; // not "-0.0%"
+  return `${value > 0 ? "+" : ""}${shown}%`;
 }
 
 /** CSS class of a signed value. */

@@ -4,7 +4,7 @@ import { live } from "../ws.js";
 import { compact, el, pct, price, shortToken, signClass, clock } from "../format.js";
 
 const COLUMNS = [
-  ["trade_count", "trades", "trades (buys/sells)"],
+  ["trade_count", "trades", "trades (hover a cell for buys / sells)"],
   ["total_volume", "vol $", "volume in USD"],
   ["unique_wallets", "wallets", "unique wallets"],
   ["price_change_pct", "chg", "price change"],
@@ -37,8 +37,8 @@ function headers(windows, table) {
 function cell(stats, stat) {
   if (!stats) return el("td", { class: "dim" }, "–");
   if (stat === "trade_count") {
-    return el("td", {}, compact(stats.trade_count),
-      el("span", { class: "dim small" }, ` ${compact(stats.buy_count)}/${compact(stats.sell_count)}`));
+    return el("td", { title: `${stats.buy_count} buys / ${stats.sell_count} sells` },
+      compact(stats.trade_count));
   }
   if (stat === "price_change_pct") {
     return el("td", { class: signClass(stats.price_change_pct) }, pct(stats.price_change_pct));
@@ -46,6 +46,7 @@ function cell(stats, stat) {
   return el("td", {}, compact(stats[stat]));
 }
 
+/** The row of one token; cells whose text changed since ``previous`` (texts by column) flash. */
 function row(item, index, windows, previous) {
   const first = item.windows[windows[0]];
   const tr = el("tr", { "data-token": item.token },
@@ -54,7 +55,11 @@ function row(item, index, windows, previous) {
       shortToken(item.token))),
     el("td", {}, first ? price(first.end_price) : "–"),
     windows.map((w) => COLUMNS.map(([stat]) => cell(item.windows[w], stat))));
-  if (previous && previous !== tr.textContent) tr.classList.add("flash");
+  if (previous) {
+    [...tr.children].forEach((td, i) => {
+      if (i > 1 && previous[i] !== undefined && previous[i] !== td.textContent) td.classList.add("flash");
+    });
+  }
   return tr;
 }
 
@@ -74,7 +79,7 @@ export function mount(view) {
     }
     if (!windows) return;
     const rows = items.map((item, i) => row(item, i, windows, previous.get(item.token)));
-    rows.forEach((tr) => previous.set(tr.dataset.token, tr.textContent));
+    rows.forEach((tr) => previous.set(tr.dataset.token, [...tr.children].map((td) => td.textContent)));
     table.tBodies[0].replaceChildren(...rows);
     table.dataset.frames = String(Number(table.dataset.frames) + 1);
     status.textContent = `${items.length} tokens · updated ${clock(Date.now())}`;
