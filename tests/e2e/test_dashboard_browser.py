@@ -259,6 +259,21 @@ def test_a_forged_token_is_refused_and_the_market_stays_visible(
              "table rows without a token")  # fmt: skip
 
 
+def test_signed_in_link_opens_every_page(demo: DemoProcess, browser: WebDriver) -> None:
+    sign_in(browser, demo, "alerts")
+    wait_for(browser, lambda b: "alerts (live)" in b.find_element(By.CSS_SELECTOR, ".panel-head")
+             .text, "the alert feed, live")  # fmt: skip
+    assert browser.find_elements(By.ID, "alert-feed")
+    shot(browser, "alerts")
+    browser.get(f"{demo.url}#/rules")
+    editor = wait_for(browser, lambda b: b.find_elements(By.ID, "rule-editor"), "the editor")
+    assert '"conditions"' in editor[0].get_attribute("value")  # an example to start from
+    wait_for(browser, lambda b: b.find_element(By.ID, "rule-status").text, "a validation result")
+    shot(browser, "rules")
+    assert browser.find_element(By.CSS_SELECTOR, "[data-nav=rules]").get_attribute(
+        "class") == "active"  # fmt: skip
+
+
 def sign_in(browser: WebDriver, demo: DemoProcess, page: str) -> None:
     browser.get(f"{demo.url}#token={demo.token}")
     wait_for(browser, lambda b: b.find_element(By.ID, "who").text.startswith("signed in"),
