@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: install demo test test-fast test-deploy lint bench bench-worker bench-persister bench-memory services clean help
 
@@ -15,9 +16,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv with the package and the dev dependencies
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the dashboard's chart library (apt-get install npm)"; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
 
-demo: install  ## a live synthetic market in the terminal
+install: $(STAMP) $(NODE_STAMP)  ## create .venv (package + dev dependencies) and node_modules (dashboard)
+
+demo: install  ## the whole system in one process: dashboard on http://127.0.0.1:8000
 	$(BIN)/tradepulse demo
 
 services:  ## make sure Redis, PostgreSQL and a Kafka-protocol broker can be reached

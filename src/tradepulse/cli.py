@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,15 +14,14 @@ from tradepulse.adapters.files import open_input
 from tradepulse.api_cli import api_cmd
 from tradepulse.auth_cli import auth_app
 from tradepulse.cli_common import (
-    WindowsOpt,
     duration_opt,
     err,
     open_output,
     progress_bar,
     settings_or_exit,
-    windows_opt,
 )
 from tradepulse.core.errors import TradepulseError
+from tradepulse.demo_cli import demo_cmd
 from tradepulse.history_cli import candles_cmd, db_app, persist_cmd
 from tradepulse.rebuild_cli import rebuild_cmd
 from tradepulse.replay_cli import replay_cmd
@@ -37,50 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("replay")(replay_cmd)  # first in --help (tradepulse.replay_cli)
-
-
-@app.command("demo")
-def demo_cmd(
-    replay_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--replay",
-            help="Replay this JSON Lines trade file instead of the "
-            "synthetic market, paced in real time.",
-        ),
-    ] = None,
-    speed: Annotated[
-        float, typer.Option("--speed", min=0.001, help="Replay speed-up factor (with --replay).")
-    ] = 1.0,
-    tokens: Annotated[int, typer.Option("--tokens", min=1, help="Synthetic tokens.")] = 200,
-    rate: Annotated[
-        float, typer.Option("--rate", min=0.001, help="Synthetic trades per second (mean).")
-    ] = 200.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic market.")] = 0,
-    top: Annotated[int, typer.Option("--top", min=1, help="Rows in the table.")] = 15,
-    duration: Annotated[
-        float | None, typer.Option("--duration", min=0.1, help="Stop after this many seconds.")
-    ] = None,
-    backfill: Annotated[
-        float,
-        typer.Option("--backfill", min=0, help="Seconds of synthetic history to start with."),
-    ] = 600.0,
-    windows: WindowsOpt = None,
-) -> None:
-    """A live market through the engine on the wall clock, shown as a terminal table.
-
-    Ctrl-C exits.
-    """
-    from tradepulse.terminal import run_terminal_demo
-
-    specs = windows_opt(windows, settings_or_exit())
-    try:
-        run_terminal_demo(specs=specs, replay=replay_file, speed=speed, seed=seed,
-                          tokens=tokens, rate_per_s=rate, top=top, duration_s=duration,
-                          backfill_s=backfill)  # fmt: skip
-    except TradepulseError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
+app.command("demo")(demo_cmd)  # the dashboard demo, or --terminal (tradepulse.demo_cli)
 
 
 @app.command("synth")

@@ -45,7 +45,7 @@ _NO_FUTURE_LIMIT_MS = 1 << 62
 _COLUMN_GAP = 3  # characters between two columns of the table (padding and rule)
 
 
-class _Source(Protocol):
+class TradeFeed(Protocol):
     """Where the demo's trades come from."""
 
     label: str
@@ -55,7 +55,7 @@ class _Source(Protocol):
         ...
 
 
-class _SyntheticSource:
+class SyntheticSource:
     """``SyntheticMarket.live`` driven by the wall clock."""
 
     def __init__(
@@ -77,7 +77,7 @@ class _SyntheticSource:
         return self._market.live(now_ms, elapsed_ms)
 
 
-class _ReplaySource:
+class ReplaySource:
     """A JSONL trade file paced in real time: a trade of original time ``t`` is due
     ``(t - first_t) / speed`` after the start and is re-stamped to that wall time.
     Undecodable lines are counted in ``bad``."""
@@ -128,7 +128,7 @@ class _ReplaySource:
 class _Run:
     """What the header shows: the source and the counters of the run."""
 
-    source: _Source
+    source: TradeFeed
     market: Market
     start_s: float  # time.monotonic() at start
     rate_applied: int = 0  # applied count at the previous refresh
@@ -273,7 +273,7 @@ def render_header(run: _Run, rank: WindowSpec) -> Text:
     text.append(f" │ {run.rate_per_s:,.0f} trades/s │ tokens {len(market.tokens):,}")
     text.append(f" │ elapsed {hours}:{rest // 60:02d}:{rest % 60:02d}")
     text.append(f" │ ranked by {rank.name} volume", style="dim")
-    if isinstance(run.source, _ReplaySource):
+    if isinstance(run.source, ReplaySource):
         text.append(f" │ bad lines {run.source.bad:,}")
         if run.source.finished:
             text.append(" │ replay finished", style="yellow")
@@ -319,7 +319,7 @@ def _summary(run: _Run, *, interrupted: bool) -> str:
         f"{market.applied:,} trades applied in {elapsed:.1f} s "
         f"({market.applied / elapsed:,.0f}/s), {len(market.tokens):,} tokens"
     )
-    if isinstance(run.source, _ReplaySource):
+    if isinstance(run.source, ReplaySource):
         line += f", {run.source.bad:,} bad lines"
     return line
 
@@ -352,9 +352,9 @@ def run_terminal_demo(
     console = console or Console()
     with ExitStack() as stack:
         start_ms = wall_now_ms()
-        source: _Source
+        source: TradeFeed
         if replay is None:
-            source = _SyntheticSource(
+            source = SyntheticSource(
                 seed=seed,
                 tokens=tokens,
                 rate_per_s=rate_per_s,
@@ -363,7 +363,7 @@ def run_terminal_demo(
             )
         else:
             stream, _size = stack.enter_context(open_input(str(replay)))
-            source = _ReplaySource(
+            source = ReplaySource(
                 iter_lines(stream), name=replay.name, speed=speed, start_ms=start_ms
             )
         run = _Run(source, Market(specs), start_s=time.monotonic())

@@ -194,17 +194,25 @@ def run_worker(
     return worker
 
 
-def _pipeline(settings: Settings, dead_letters: DeadLetters, bars_from_ms: int = NEVER) -> Pipeline:
-    """The worker's pipeline (clock, Redis store, engine) as configured."""
-    store = RedisStore(
+def _redis_store(settings: Settings) -> RedisStore:
+    return RedisStore(
         redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5),
         prefix=settings.redis_prefix,
         ttl_s=settings.windows[-1].duration_ms // 1000,
     )
+
+
+def _pipeline(
+    settings: Settings,
+    dead_letters: DeadLetters,
+    bars_from_ms: int = NEVER,
+    store: RedisStore | None = None,
+) -> Pipeline:
+    """The worker's pipeline (clock, Redis store, engine) as configured."""
     return Pipeline(
         Market(settings.windows),
         EventClock() if settings.clock == "event" else WallClock(),
-        store,
+        _redis_store(settings) if store is None else store,
         dead_letters,
         wall_ms=wall_now_ms,
         max_future_skew_ms=settings.max_future_skew_ms,
@@ -243,8 +251,8 @@ def build_worker(settings: Settings) -> Worker:
     cannot be reached."""
     ensure_topic(settings.kafka_bootstrap, settings.dlq_topic, 1)
     dead_letters = DeadLetterProducer(settings.kafka_bootstrap, settings.dlq_topic)
-    pipeline = _pipeline(settings, dead_letters)
-    store = pipeline.store
+    store = _redis_store(settings)
+    pipeline = _pipeline(settings, dead_letters, store=store)
 
     state = WorkerState()
 

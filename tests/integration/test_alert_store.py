@@ -1,5 +1,6 @@
 """The alert store against the real PostgreSQL: idempotent inserts, the owner taken from the
-rules table, filters, and cursor pagination that stays stable while alerts arrive."""
+rules table, filters, and cursor pagination that stays stable while alerts arrive. The
+tests of the ``store`` fixture also run against the demo's ``MemoryAlertStore``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tradepulse.adapters.memory_rules import MemoryAlertStore
 from tradepulse.adapters.postgres import migrate
 from tradepulse.adapters.postgres_rules import AlertRepository, RuleRepository, StoredAlert
 from tradepulse.core.alerts import Alert, alert_ids
@@ -31,10 +33,19 @@ RULE = {"name": "r", "cooldown": 0,
 
 
 @pytest.fixture
-def store(pg_dsn: str) -> Iterator[AlertRepository]:
+def pg_store(pg_dsn: str) -> Iterator[AlertRepository]:
     migrate(pg_dsn)
     with AlertRepository(pg_dsn) as repository:
         yield repository
+
+
+@pytest.fixture(params=["postgres", "memory"])
+def store(request: pytest.FixtureRequest) -> Iterator[AlertRepository]:
+    """The PostgreSQL repository, then the in-memory store with the same methods."""
+    if request.param == "memory":
+        yield MemoryAlertStore()  # type: ignore[misc]
+        return
+    yield request.getfixturevalue("pg_store")
 
 
 def ids(alerts: list[StoredAlert]) -> list[str]:
@@ -54,8 +65,9 @@ def test_insert_is_idempotent_and_round_trips_every_field(store: AlertRepository
 
 
 def test_owner_comes_from_the_rules_table_also_for_deleted_rules(
-    store: AlertRepository, pg_dsn: str
+    pg_store: AlertRepository, pg_dsn: str
 ) -> None:
+    store = pg_store
     with RuleRepository(pg_dsn) as rules:
         kept, gone = rules.create("ana", RULE), rules.create("bob", RULE)
         rules.delete(gone.id)

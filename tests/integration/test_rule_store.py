@@ -1,5 +1,6 @@
 """The rule store against the real PostgreSQL: CRUD, every version kept, rollback, soft
-delete, validation with every error path, change notifications, migrations."""
+delete, validation with every error path, change notifications, migrations. The tests of
+the ``repo`` fixture also run against the demo's ``MemoryRuleStore`` (the same contract)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tradepulse.adapters.memory_rules import MemoryRuleStore
 from tradepulse.adapters.postgres import applied_migrations, migrate
 from tradepulse.adapters.postgres_rules import RuleNotFoundError, RuleRepository
 from tradepulse.core.errors import HistoryUnavailableError
@@ -38,10 +40,19 @@ def changes() -> Changes:
 
 
 @pytest.fixture
-def repo(pg_dsn: str, changes: Changes) -> Iterator[RuleRepository]:
+def pg_repo(pg_dsn: str, changes: Changes) -> Iterator[RuleRepository]:
     migrate(pg_dsn)
     with RuleRepository(pg_dsn, on_change=changes) as repository:
         yield repository
+
+
+@pytest.fixture(params=["postgres", "memory"])
+def repo(request: pytest.FixtureRequest, changes: Changes) -> Iterator[RuleRepository]:
+    """The PostgreSQL repository, then the in-memory store with the same methods."""
+    if request.param == "memory":
+        yield MemoryRuleStore(on_change=changes)  # type: ignore[misc]
+        return
+    yield request.getfixturevalue("pg_repo")
 
 
 # --- migrations ----------------------------------------------------------------------------
@@ -232,8 +243,9 @@ def test_concurrent_updates_get_distinct_consecutive_versions(pg_dsn: str) -> No
 
 
 def test_soft_delete_hides_the_rule_everywhere_and_keeps_its_row(
-    repo: RuleRepository, pg_dsn: str
+    pg_repo: RuleRepository, pg_dsn: str
 ) -> None:
+    repo = pg_repo
     kept, gone = repo.create("ana", rule("kept")), repo.create("ana", rule("gone"))
     repo.delete(gone.id)
     assert repo.get(gone.id) is None

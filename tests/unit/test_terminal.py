@@ -15,7 +15,7 @@ from tradepulse.core.market import Market
 from tradepulse.core.trade import make_trade
 from tradepulse.core.windows import DEFAULT_WINDOWS, WindowStats, parse_windows
 from tradepulse.terminal import (
-    _SyntheticSource,
+    SyntheticSource,
     compact,
     rank_spec,
     run_terminal_demo,
@@ -131,7 +131,7 @@ def test_demo_long_refresh_first_table_drawn_after_first_tick() -> None:
 
 def test_synthetic_backfill_fills_the_longer_windows_at_start() -> None:
     now_ms = 1_750_000_000_000
-    source = _SyntheticSource(seed=1, tokens=20, rate_per_s=50.0, now_ms=now_ms,
+    source = SyntheticSource(seed=1, tokens=20, rate_per_s=50.0, now_ms=now_ms,
                               backfill_ms=300_000)  # fmt: skip
     trades = source.poll(now_ms)
     times = [t.ts_ms for t in trades]

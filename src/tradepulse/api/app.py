@@ -5,8 +5,10 @@ the PostgreSQL connection pool of the candles and the rule, alert and profile st
 (``deps.rule_store`` ... factories, PostgreSQL repositories by default) at start-up and
 closes them at shutdown; handlers get them as the ``ctx`` dependency (``ApiContext``, made
 only here). Routes: ``/api/v1`` (``routes.py`` and the modules it gathers), the operations
-surface (``ops.py``), OpenAPI at ``/schema``. Every error is problem+json
-(``problems.py``); every matched request is counted and timed (``timing.py``).
+surface (``ops.py``), OpenAPI at ``/schema``, the dashboard at ``/`` (``dashboard.py``).
+Every error is problem+json (``problems.py``); every matched request is counted and timed
+(``timing.py``). ``live_factory``/``history_factory`` replace the Redis reader and the
+PostgreSQL pool (the demo's in-memory store).
 """
 
 from __future__ import annotations
@@ -26,16 +28,20 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ControllerRouterHandler
 
 from tradepulse import __version__
 from tradepulse.adapters.postgres_profiles import ProfileRepository
 from tradepulse.adapters.postgres_rules import AlertRepository, RuleRepository
 from tradepulse.api.auth import JwtVerifier, keys_from_settings
 from tradepulse.api.context import ApiContext
+from tradepulse.api.dashboard import dashboard_routers
+from tradepulse.api.live_ws import Notices, live_ws_handler
 from tradepulse.api.ops import ops_router
 from tradepulse.api.problems import AUTH_ENV, EXCEPTION_HANDLERS
 from tradepulse.api.reader import HistoryPool, LiveReader
 from tradepulse.api.routes import api_router, reject_unknown_params
+from tradepulse.api.sources import CandleSource, LiveSource
 from tradepulse.api.stores import AlertStore, OnRuleChange, ProfileStore, RuleStore
 from tradepulse.api.timing import request_metrics
 from tradepulse.config import Settings
@@ -65,7 +71,11 @@ class ApiDeps:
     """What the app needs: settings (windows, Redis prefix, JWT keys), a factory of the
     asyncio Redis client (called once, by the lifespan), the PostgreSQL DSN, and a factory
     per store (``api/stores.py``; replace them to run the API on other stores). The rule
-    store's factory also gets the callback that announces a changed rule to the workers."""
+    store's factory also gets the callback that announces a changed rule to the workers.
+
+    ``live_factory`` / ``history_factory`` replace the Redis reader / the PostgreSQL pool
+    (the demo's in-memory store); ``notices`` (with ``owner_of``, who owns a rule) adds the
+    demo's ``/ws`` fed by the in-memory store."""
 
     settings: Settings
     redis_factory: Callable[[], aioredis.Redis]
@@ -73,6 +83,10 @@ class ApiDeps:
     rule_store: Callable[[ApiDeps, OnRuleChange], RuleStore] = postgres_rules
     alert_store: Callable[[ApiDeps], AlertStore] = postgres_alerts
     profile_store: Callable[[ApiDeps], ProfileStore] = postgres_profiles
+    live_factory: Callable[[], LiveSource] | None = None
+    history_factory: Callable[[], CandleSource] | None = None
+    notices: Notices | None = None
+    owner_of: Callable[[str], str | None] = lambda _rule_id: None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiDeps:
@@ -107,10 +121,13 @@ def _build_context(deps: ApiDeps, client: aioredis.Redis) -> ApiContext:
     if not keys.configured:
         log.warning("authentication is not configured: rules, alerts and the profile "
                     "answer 503 until %s is set", AUTH_ENV)  # fmt: skip
+    live: LiveSource = (LiveReader(client, settings.redis_prefix) if deps.live_factory is None
+                        else deps.live_factory())  # fmt: skip
+    history: CandleSource = (HistoryPool(deps.pg_dsn) if deps.history_factory is None
+                             else deps.history_factory())  # fmt: skip
     return ApiContext(
-        settings, LiveReader(client, settings.redis_prefix), HistoryPool(deps.pg_dsn),
-        JwtVerifier(keys), deps.rule_store(deps, publish), deps.alert_store(deps),
-        deps.profile_store(deps),
+        settings, live, history, JwtVerifier(keys), deps.rule_store(deps, publish),
+        deps.alert_store(deps), deps.profile_store(deps),
     )  # fmt: skip
 
 
@@ -141,8 +158,11 @@ def create_app(deps: ApiDeps) -> Litestar:
             await _close(ctx)
             await client.aclose()
 
+    handlers: list[ControllerRouterHandler] = [api_router, ops_router]
+    if deps.notices is not None:
+        handlers.append(live_ws_handler(deps.notices, deps.owner_of))
     return Litestar(
-        route_handlers=[api_router, ops_router],
+        route_handlers=[*handlers, *dashboard_routers()],
         dependencies={"ctx": Provide(_context, sync_to_thread=False)},
         before_request=reject_unknown_params,
         exception_handlers=EXCEPTION_HANDLERS,

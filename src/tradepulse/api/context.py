@@ -11,7 +11,7 @@ from litestar.di import Dependency
 from litestar.params import SkipValidationMarker
 
 from tradepulse.api.auth import JwtVerifier
-from tradepulse.api.reader import HistoryPool, LiveReader
+from tradepulse.api.sources import CandleSource, LiveSource
 from tradepulse.api.stores import AlertStore, ProfileStore, RuleStore
 from tradepulse.config import Settings
 
@@ -22,8 +22,8 @@ class ApiContext:
     (``api/stores.py``), called from worker threads only."""
 
     settings: Settings
-    live: LiveReader
-    history: HistoryPool
+    live: LiveSource
+    history: CandleSource
     auth: JwtVerifier
     rules: RuleStore
     alerts: AlertStore

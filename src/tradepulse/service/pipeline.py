@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import msgspec
 
 from tradepulse import tracing
 from tradepulse.adapters.kafka import ConsumedMessage
-from tradepulse.adapters.redis_store import RedisStore, Restored, TokenUpdate
+from tradepulse.adapters.redis_store import Restored, TokenUpdate
 from tradepulse.adapters.wire import decode_trade
 from tradepulse.core.bars import DEFAULT_GRACE_MS, MINUTE_MS
 from tradepulse.core.clock import NEVER
@@ -34,7 +34,7 @@ from tradepulse.core.rules import Rule
 from tradepulse.core.tokenbars import TokenBars
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
-from tradepulse.core.windows import AddResult, TokenWindows
+from tradepulse.core.windows import AddResult, TokenWindows, WindowSpec
 from tradepulse.service.scanning import Scans
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,25 @@ class Clock(Protocol):
         ...
 
 
+class LiveStore(Protocol):
+    """Where the live state is mirrored: ``RedisStore``, or ``MemoryStore`` in the demo."""
+
+    @property
+    def group_watermarks(self) -> dict[int, TsMs]: ...
+
+    def write(
+        self, updates: Sequence[TokenUpdate], watermarks: dict[int, TsMs] | None = None
+    ) -> list[TokenId]: ...
+
+    def read_watermarks(self) -> dict[int, TsMs]: ...
+
+    def partition_tokens(self, partitions: Sequence[int]) -> dict[TokenId, int]: ...
+
+    def load_many(
+        self, tokens: Sequence[TokenId], specs: tuple[WindowSpec, ...]
+    ) -> dict[TokenId, Restored]: ...
+
+
 class DeadLetters(Protocol):
     def send(self, msg: ConsumedMessage, reason: str, detail: str, at_ms: int) -> None: ...
 
@@ -80,7 +99,7 @@ class Pipeline:
         self,
         market: Market,
         clock: Clock,
-        store: RedisStore,
+        store: LiveStore,
         dead_letters: DeadLetters,
         *,
         wall_ms: Callable[[], TsMs],

@@ -1,0 +1,35 @@
+"""``LiveReader``'s methods over the demo's ``MemoryStore`` (no Redis): what the API
+answers is what the in-process worker wrote, decoded into the same structs."""
+
+from __future__ import annotations
+
+from tradepulse.adapters.memory_store import LiveToken, MemoryStore
+from tradepulse.api.reader import TokenDetail, TokenSummary
+from tradepulse.core.types import TokenId, TsMs
+
+
+class MemoryLiveReader:
+    """Reads the live state of ``store`` (``ping``, ``summaries``, ``detail``)."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def ping(self) -> bool:
+        return True
+
+    async def active(self) -> list[tuple[TokenId, TsMs]]:
+        """Every live token with its newest trade time (ms), as ``tokens:active``."""
+        return [(t.token, t.newest_ms) for t in self._store.live_tokens()]
+
+    async def summaries(self) -> list[TokenSummary]:
+        """Every token whose statistics have not expired, in token order."""
+        return [TokenSummary(t.token, t.newest_ms, t.stats) for t in self._store.live_tokens()]
+
+    async def detail(self, token: TokenId) -> TokenDetail | None:
+        live = self._store.live_token(token)
+        return None if live is None else _detail(live)
+
+
+def _detail(live: LiveToken) -> TokenDetail:
+    return TokenDetail(live.token, live.newest_ms, live.last_update, live.stats, live.forming,
+                       live.indicators)  # fmt: skip
