@@ -4,9 +4,10 @@
     healthcheck.py PORT [PATH]     GET http://127.0.0.1:PORT/PATH (default /health/live)
     healthcheck.py --process       PID 1 is alive and neither a zombie nor stopped
 
-Exit status 0: healthy; 1: not. ``tradepulse persist`` serves no HTTP endpoint, so its
-container is probed with ``--process`` (a stalled persister is caught by the persister
-backlog alert instead).
+Exit status 0: healthy; 1: not. Every tradepulse role serves ``/health/live``: the worker
+on ``TRADEPULSE_HTTP_PORT``, ``tradepulse persist`` on ``TRADEPULSE_PERSIST_HTTP_PORT``
+(``healthcheck.py 9101``), the api on its ``--port``. ``--process`` is for a container
+whose process serves no HTTP endpoint.
 """
 
 from __future__ import annotations
