@@ -1,6 +1,6 @@
 """``promtool check metrics`` on the live /metrics of a real worker (real broker, real
-Redis), of a real ``tradepulse persist`` and of a real ``tradepulse api``: the exposition parses and follows Prometheus'
-naming rules, except for the known deviations listed here."""
+Redis), of a real ``tradepulse persist`` and of a real ``tradepulse api``: the exposition
+parses and follows Prometheus' naming rules, except for the known deviations listed here."""
 
 from __future__ import annotations
 
