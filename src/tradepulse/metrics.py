@@ -158,6 +158,12 @@ WORKER_RESTARTS = Counter(
     "Worker child processes restarted after dying.",
     registry=SUPERVISOR,
 )
+#: The persister's metrics, also in a registry of their own: with ``worker --processes N
+#: --persist`` the persister runs in the parent, which serves these beside its children's.
+PERSISTER = CollectorRegistry()
+for _metric in (BARS_PERSISTED, BAR_ENTRIES_MALFORMED, PERSISTER_RETRIES, PERSISTER_BATCH_SECONDS,
+                PERSISTER_BACKLOG, STREAM_TRIMMED):  # fmt: skip
+    PERSISTER.register(_metric)
 RSS.set_function(lambda: psutil.Process(os.getpid()).memory_info().rss)
 
 _lock = threading.Lock()

@@ -109,3 +109,51 @@ def test_run_upkeep_runs_at_once_then_every_interval_until_stop() -> None:
     thread.join(2)
     assert not thread.is_alive()
     assert 3 <= len(stream.trims) <= 8
+
+
+class AnsweringChild:
+    """A worker child whose ``/metrics`` is ``text``."""
+
+    def __init__(self, index: int, text: str) -> None:
+        self.index, self.text = index, text
+        self.alive, self.restarts = True, 0
+
+    def ask(self, method: str, path: str) -> tuple[int, bytes]:
+        return 200, self.text.encode()
+
+
+CHILD_TEXT = """# HELP tradepulse_bars_persisted_total Bars.
+# TYPE tradepulse_bars_persisted_total counter
+tradepulse_bars_persisted_total 0.0
+# HELP tradepulse_trades_applied_total Trades.
+# TYPE tradepulse_trades_applied_total counter
+tradepulse_trades_applied_total 5.0
+"""
+
+
+def group_metrics(persister: bool) -> str:
+    from tradepulse.supervisor import ClusterOps
+
+    class Children:
+        def __init__(self) -> None:
+            self.children = [AnsweringChild(0, CHILD_TEXT), AnsweringChild(1, CHILD_TEXT)]
+
+    group = ClusterOps(Children(), persister=persister)  # type: ignore[arg-type]
+    return group.metrics_text().decode()
+
+
+def test_group_metrics_with_persister_in_the_parent_serve_the_parents_series_once() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics.BARS_PERSISTED.inc(3)
+    parent_value = metrics.BARS_PERSISTED._value.get()
+    text = group_metrics(persister=True)
+    assert text.count("# TYPE tradepulse_bars_persisted_total counter") == 1
+    parsed = {(s.name, s.labels.get("process")): s.value
+              for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
+    assert parsed[("tradepulse_bars_persisted_total", None)] == parent_value >= 3
+    assert ("tradepulse_bars_persisted_total", "0") not in parsed
+    assert parsed[("tradepulse_trades_applied_total", "1")] == 5
+    without = group_metrics(persister=False)
+    assert 'tradepulse_bars_persisted_total{process="0"} 0.0' in without
+    assert without.count("# TYPE tradepulse_bars_persisted_total counter") == 1
