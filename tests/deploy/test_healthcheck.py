@@ -90,4 +90,3 @@ def test_healthcheck_default_port_is_the_persist_port_for_the_persist_role() -> 
     assert module.default_port([*script, "worker"], env) == "9100"
     assert module.default_port([*script, "--help"], {}) == "9100"
     assert module.default_port([], {}) == "9100"
-
