@@ -5,7 +5,6 @@ endpoints on ``TRADEPULSE_HTTP_HOST:TRADEPULSE_PERSIST_HTTP_PORT``."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import msgspec
 import redis
@@ -70,12 +69,10 @@ def persister_ops(settings: Settings, loops: dict[str, PersisterStats], state: U
     return PersisterOps(loops, state, tuning, checks)
 
 
-def run_persist(
-    settings: Settings, stop: threading.Event, port_file: Path | None = None
-) -> PersistRun:
-    """Serve the operations endpoints (the port bound is written to ``port_file`` when
-    given; ``OSError`` when it cannot be bound), check the stores (``TradepulseError``),
-    then persist bars and alerts and keep the streams trimmed until ``stop`` is set."""
+def run_persist(settings: Settings, stop: threading.Event) -> PersistRun:
+    """Serve the operations endpoints (``OSError`` when the port cannot be bound), check the
+    stores (``TradepulseError``), then persist bars and alerts and keep the streams trimmed
+    until ``stop`` is set."""
     from tradepulse.wiring import alerts_in_thread, build_persister
 
     run = PersistRun(PersisterStats(), PersisterStats())
@@ -83,8 +80,6 @@ def run_persist(
     tuning = Tuning(batch_size=settings.persist_batch_size, batch_wait_ms=1_000)
     ops = persister_ops(settings, {BARS: run.bars, ALERTS: run.alerts}, state, tuning)
     server = OpsServer(ops, settings.http_host, settings.persist_http_port).start()
-    if port_file is not None:
-        port_file.write_text(str(server.port))
     try:
         stream, repo = build_persister(settings)
         with repo:

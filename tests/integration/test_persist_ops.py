@@ -63,7 +63,7 @@ def persist(redis_prefix: str, pg_dsn: str) -> Iterator[tuple[subprocess.Popen[b
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(15)
+            assert proc.wait(15) == 0  # SIGTERM: the round in hand finished, a clean exit
         finally:
             proc.kill()
             assert proc.stderr is not None
