@@ -99,7 +99,7 @@ class RedisStreamUpkeep:
         """The group's backlog (everything, as not yet delivered, before the group exists)."""
         try:
             length = int(self._client.xlen(self.key))
-            groups: Any = self._client.xinfo_groups(self.key) if length else []
+            groups: Any = self._client.xinfo_groups(self.key)
         except redis.ResponseError:  # the stream does not exist
             return Backlog(0, 0, 0, 0)
         except redis.RedisError as exc:
