@@ -1,12 +1,15 @@
 """Container health probe, standard library only (the image has no curl).
 
-    healthcheck.py                 GET http://127.0.0.1:$TRADEPULSE_HTTP_PORT/health/live
+    healthcheck.py                 GET /health/live on the port of the role PID 1 runs:
+                                   $TRADEPULSE_PERSIST_HTTP_PORT (9101) for `persist`,
+                                   else $TRADEPULSE_HTTP_PORT (9100)
     healthcheck.py PORT [PATH]     GET http://127.0.0.1:PORT/PATH (default /health/live)
     healthcheck.py --process       PID 1 is alive and neither a zombie nor stopped
 
-Exit status 0: healthy; 1: not. ``tradepulse persist`` serves no HTTP endpoint, so its
-container is probed with ``--process`` (a stalled persister is caught by the persister
-backlog alert instead).
+Exit status 0: healthy; 1: not. Every tradepulse role serves ``/health/live``: the worker
+on ``TRADEPULSE_HTTP_PORT``, ``tradepulse persist`` on ``TRADEPULSE_PERSIST_HTTP_PORT``
+(``healthcheck.py 9101``), the api on its ``--port``. ``--process`` is for a container
+whose process serves no HTTP endpoint.
 """
 
 from __future__ import annotations
@@ -38,10 +41,36 @@ def process_ok(pid: int = 1) -> bool:
     return state not in ("Z", "X", "T", "t")
 
 
+def pid1_args() -> list[str]:
+    """The command line of PID 1 (``["tradepulse", "persist"]`` in a persister container)."""
+    try:
+        with open("/proc/1/cmdline", "rb") as cmdline:
+            return [a.decode(errors="replace") for a in cmdline.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def role(args: list[str]) -> str:
+    """The tradepulse command in a command line: the argument after ``tradepulse`` (the
+    console script, run by its interpreter as ``python /opt/venv/bin/tradepulse persist``,
+    or ``python -m tradepulse persist``)."""
+    for i, arg in enumerate(args[:-1]):
+        if arg.rsplit("/", 1)[-1] == "tradepulse":
+            return args[i + 1]
+    return ""
+
+
+def default_port(args: list[str], environ: dict[str, str]) -> str:
+    """The operations port of the role in ``args`` (PID 1's command line)."""
+    if role(args) == "persist":
+        return environ.get("TRADEPULSE_PERSIST_HTTP_PORT", "9101")
+    return environ.get("TRADEPULSE_HTTP_PORT", "9100")
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--process"]:
         return 0 if process_ok() else 1
-    port = argv[0] if argv else os.environ.get("TRADEPULSE_HTTP_PORT", "9100")
+    port = argv[0] if argv else default_port(pid1_args(), dict(os.environ))
     path = argv[1] if len(argv) > 1 else "/health/live"
     return 0 if http_ok(port, path) else 1
 

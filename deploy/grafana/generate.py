@@ -217,16 +217,20 @@ def overview() -> dict[str, Any]:
             (f"sum({rate('tradepulse_persister_retries_total')})", "persister retries/s"),
         ],
         w=8,
-        description="Persister batches (store, then acknowledge) are reported by workers run "
-        "with --persist only (`tradepulse persist` serves no metrics); API candle "
-        "requests read PostgreSQL.",
+        description="Persister batches (store, then acknowledge), from `tradepulse persist` "
+        "(port 9101) or workers run with --persist; API candle requests read PostgreSQL.",
     )
     g.chart(
         "Persister backlog (entries not yet in PostgreSQL)",
         "short",
-        [("tradepulse:persister_backlog:entries", "{{stream}}")],
+        [
+            ("tradepulse:persister_backlog:entries", "{{stream}}"),
+            (f"sum by (stream) ({rate('tradepulse_stream_entries_trimmed_total')})",
+             "{{stream}} trimmed/s"),
+        ],
         w=8,
-        description="From redis_exporter's stream metrics (recording rule).",
+        description="Reported by the persisters (redis_exporter's stream metrics while none "
+        "does; recording rule), and the acknowledged entries trimmed per second.",
     )
     g.row("Processes")
     g.chart(

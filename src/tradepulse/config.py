@@ -52,6 +52,8 @@ class Settings(msgspec.Struct, frozen=True):
     persist_consumer: str = ""  # empty: the host name (stable across restarts of a pod)
     persist_batch_size: int = 500
     persist_claim_idle_ms: int = 60_000
+    persist_http_port: int = 9101  # operations HTTP of `tradepulse persist` (host: http_host)
+    alerts_retention_ms: int = 86_400_000  # acknowledged alerts kept in the stream this long
     jwt_secret: str = ""  # HS256 shared secret (>= 32 bytes); never printed
     jwt_public_key: str = ""  # RS256 public key: PEM text or the path of a .pem file
     public_market_data: bool = True  # tokens, candles, symbols readable without a token
@@ -336,6 +338,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRADEPULSE_PERSIST_CONSUMER": ("persist_consumer", _stripped),
     "TRADEPULSE_PERSIST_BATCH_SIZE": ("persist_batch_size", _int_at_least(1)),
     "TRADEPULSE_PERSIST_CLAIM_IDLE": ("persist_claim_idle_ms", _duration),
+    "TRADEPULSE_PERSIST_HTTP_PORT": ("persist_http_port", _port),
+    "TRADEPULSE_ALERTS_RETENTION": ("alerts_retention_ms", _duration),
     "TRADEPULSE_JWT_SECRET": ("jwt_secret", _jwt_secret),
     "TRADEPULSE_JWT_PUBLIC_KEY": ("jwt_public_key", _jwt_public_key),
     "TRADEPULSE_PUBLIC_MARKET_DATA": ("public_market_data", _flag),

@@ -167,21 +167,27 @@ def candles_cmd(
 
 def persist_cmd() -> None:
     """Store finalized bars (Redis stream bars.finalized) and alerts (stream alerts) in
-    PostgreSQL until SIGTERM or Ctrl-C. PostgreSQL or Redis outages are waited out;
+    PostgreSQL until SIGTERM or Ctrl-C, trimming the entries every consumer group has
+    acknowledged. Health, metrics and performance endpoints on TRADEPULSE_HTTP_HOST:
+    TRADEPULSE_PERSIST_HTTP_PORT (9101). PostgreSQL or Redis outages are waited out;
     nothing is lost."""
-    from tradepulse.service.persister import run_persister
-    from tradepulse.wiring import alerts_in_thread, build_persister, configure_logging
+    from tradepulse.persist_wiring import run_persist
+    from tradepulse.wiring import configure_logging
 
     settings = _settings()
     configure_logging(settings)
     tracing.configure(settings, "persist")
     stop = threading.Event()
-    with _signals_set(stop):  # first: a SIGTERM during start-up stops cleanly too
-        stream, repo = _or_exit(lambda: build_persister(settings))
-        alerts = _or_exit(lambda: alerts_in_thread(settings, stop))
-        with repo:
-            stats = run_persister(stream, repo, stop, batch_size=settings.persist_batch_size)
-        alerts.join(timeout=5)
-    tracing.uninstall()  # exports the spans still buffered
-    err.print(f"persister stopped: {stats.written:,} bars written, {stats.acked:,} entries "
-              f"acknowledged, {stats.malformed:,} malformed")  # fmt: skip
+    try:
+        with _signals_set(stop):  # first: a SIGTERM during start-up stops cleanly too
+            run = _or_exit(lambda: run_persist(settings, stop))
+    except OSError as exc:  # the operations port is taken, say
+        err.print(f"[red]error:[/] {exc} (TRADEPULSE_HTTP_HOST/TRADEPULSE_PERSIST_HTTP_PORT)",
+                  markup=True)  # fmt: skip
+        raise typer.Exit(2) from exc
+    finally:
+        tracing.uninstall()  # exports the spans still buffered
+    bars = run.bars
+    err.print(f"persister stopped: {bars.written:,} bars written, {bars.acked:,} entries "
+              f"acknowledged, {bars.malformed:,} malformed; {run.alerts.written:,} alerts "
+              "written")  # fmt: skip

@@ -101,6 +101,18 @@ PERSISTER_BATCH_SECONDS = Histogram(
     "Time to store one batch of bars and acknowledge its entries (retries included).",
     buckets=_SECONDS,
 )
+PERSISTER_BACKLOG = Gauge(
+    "tradepulse_persister_backlog_entries",
+    "Entries of a stream the persisters' group has not acknowledged: not yet delivered "
+    "(XINFO GROUPS lag) plus delivered and pending. Read every few seconds by the persister.",
+    ["stream"],
+)
+STREAM_TRIMMED = Counter(
+    "tradepulse_stream_entries_trimmed_total",
+    "Stream entries removed by the persister once every consumer group acknowledged them "
+    "(alerts: also older than TRADEPULSE_ALERTS_RETENTION).",
+    ["stream"],
+)
 HTTP_REQUESTS = Counter(
     "tradepulse_http_requests_total",
     "API requests answered, by route template, method and status class (2xx, 4xx, 5xx).",
@@ -146,6 +158,12 @@ WORKER_RESTARTS = Counter(
     "Worker child processes restarted after dying.",
     registry=SUPERVISOR,
 )
+#: The persister's metrics, also in a registry of their own: with ``worker --processes N
+#: --persist`` the persister runs in the parent, which serves these beside its children's.
+PERSISTER = CollectorRegistry()
+for _metric in (BARS_PERSISTED, BAR_ENTRIES_MALFORMED, PERSISTER_RETRIES, PERSISTER_BATCH_SECONDS,
+                PERSISTER_BACKLOG, STREAM_TRIMMED):  # fmt: skip
+    PERSISTER.register(_metric)
 RSS.set_function(lambda: psutil.Process(os.getpid()).memory_info().rss)
 
 _lock = threading.Lock()

@@ -11,7 +11,8 @@ One port serves the whole worker. Each child listens on a free loopback port tha
 writes to ``DIR/child-INDEX.port``; the parent's server answers every endpoint by asking
 the children: ``/metrics`` is every child's exposition with a ``process="INDEX"`` label on
 each series (sum them in PromQL), plus the parent's restart counter; the JSON endpoints
-list the children's answers; the POSTs are applied to every child.
+list the children's answers; the POSTs are applied to every child. With ``--persist`` the
+persister runs here, in the parent, and its series are added to ``/metrics`` unlabelled.
 """
 
 from __future__ import annotations
@@ -177,10 +178,13 @@ def _ints(value: object) -> list[int]:
 
 
 class ClusterOps:
-    """The operations surface of the whole worker, answered by asking every child."""
+    """The operations surface of the whole worker, answered by asking every child. With
+    ``persister`` (the persister runs in this process) ``/metrics`` has this process's
+    persister series instead of the children's (which never persist: always zero)."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: Supervisor, *, persister: bool = False) -> None:
         self.supervisor = supervisor
+        self.persister = persister
 
     def _answers(self, method: str, path: str) -> list[dict[str, object]]:
         out = []
@@ -228,9 +232,13 @@ class ClusterOps:
             reply = child.ask("GET", "/metrics")
             if reply is not None and reply[0] == 200:
                 texts[child.index] = reply[1].decode()
+        own = {f.name for f in metrics.PERSISTER.collect()} if self.persister else set()
         registry = CollectorRegistry()
-        registry.register(_Relabelled(merge_expositions(texts)))
-        return generate_latest(registry) + metrics.exposition(metrics.SUPERVISOR)
+        registry.register(_Relabelled([f for f in merge_expositions(texts) if f.name not in own]))
+        parent = metrics.exposition(metrics.SUPERVISOR)
+        if self.persister:
+            parent += metrics.exposition(metrics.PERSISTER)
+        return generate_latest(registry) + parent
 
     def metrics_json(self) -> dict[str, object]:
         return {"processes": self._answers("GET", "/metrics/json")}
@@ -256,7 +264,8 @@ def run_group(
     persister = persist_in_thread(settings, stop) if persist else None
     with tempfile.TemporaryDirectory(prefix="tradepulse-worker-") as directory:
         supervisor = Supervisor(processes, Path(directory))
-        server = OpsServer(ClusterOps(supervisor), settings.http_host, settings.http_port)
+        backend = ClusterOps(supervisor, persister=persist)
+        server = OpsServer(backend, settings.http_host, settings.http_port)
         server.start()
         try:
             supervisor.watch(stop)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from tradepulse.adapters.kafka_rebuild import RebuildReader
     from tradepulse.adapters.postgres import BarRepository
     from tradepulse.adapters.redis_stream import RedisBarStream
+    from tradepulse.service.persister import PersisterStats
 
 
 def configure_logging(settings: Settings) -> None:
@@ -123,7 +124,13 @@ def build_persister(settings: Settings) -> tuple[RedisBarStream, BarRepository]:
     return stream, _checked(stream, BarRepository(settings.pg_dsn))
 
 
-def alerts_in_thread(settings: Settings, stop: threading.Event) -> threading.Thread:
+def alerts_in_thread(
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    stats: PersisterStats | None = None,
+    tuning: Tuning | None = None,
+) -> threading.Thread:
     """The alert persister (``{prefix}alerts`` → PostgreSQL ``alerts``) in a daemon thread
     until ``stop`` (checked first: raises ``TradepulseError``)."""
     from tradepulse.adapters.postgres_alerts import AlertRepository
@@ -135,7 +142,8 @@ def alerts_in_thread(settings: Settings, stop: threading.Event) -> threading.Thr
 
     def persist() -> None:
         try:
-            run_alert_persister(stream, repo, stop, batch_size=settings.persist_batch_size)
+            run_alert_persister(stream, repo, stop, batch_size=settings.persist_batch_size,
+                                stats=stats, tuning=tuning)  # fmt: skip
         finally:
             repo.close()
 
@@ -143,13 +151,17 @@ def alerts_in_thread(settings: Settings, stop: threading.Event) -> threading.Thr
 
 
 def persist_in_thread(settings: Settings, stop: threading.Event) -> threading.Thread:
-    """The bar and alert persisters running in daemon threads until ``stop`` (checked
-    first: raises ``TradepulseError`` when PostgreSQL or the schema is missing). Returns
-    the bar persister's thread (it stops with the alert persister's)."""
+    """The bar and alert persisters and their stream upkeep (backlog gauge, trimming)
+    running in daemon threads until ``stop`` (checked first: raises ``TradepulseError``
+    when PostgreSQL or the schema is missing). Returns the bar persister's thread (it stops
+    with the others)."""
+    from tradepulse.persist_wiring import upkeep_in_thread
     from tradepulse.service.persister import run_persister
+    from tradepulse.service.upkeep import UpkeepState
 
     stream, repo = build_persister(settings)
     alerts = alerts_in_thread(settings, stop)
+    upkeep = upkeep_in_thread(settings, stop, UpkeepState())
 
     def persist() -> None:
         try:
@@ -157,6 +169,7 @@ def persist_in_thread(settings: Settings, stop: threading.Event) -> threading.Th
         finally:
             repo.close()
             alerts.join(timeout=5)
+            upkeep.join(timeout=5)
 
     return _daemon("persister", persist)
 

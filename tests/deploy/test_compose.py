@@ -126,9 +126,8 @@ def listen_port(service: dict[str, Any]) -> int:
     params = parse_cli(service["command"])
     if service["command"][0] == "api":
         return int(params["port"])
-    return load_settings(
-        {k: str(v) for k, v in service["environment"].items()}, dotenv=None
-    ).http_port
+    settings = load_settings({k: str(v) for k, v in service["environment"].items()}, dotenv=None)
+    return settings.persist_http_port if service["command"][0] == "persist" else settings.http_port
 
 
 def scrape_targets() -> dict[str, set[str]]:
@@ -139,7 +138,7 @@ def scrape_targets() -> dict[str, set[str]]:
     }
 
 
-def test_prometheus_scrapes_every_worker_and_api_on_its_listen_port(
+def test_prometheus_scrapes_every_worker_persister_and_api_on_its_listen_port(
     compose: dict[str, Any],
 ) -> None:
     targets = scrape_targets()
@@ -148,8 +147,8 @@ def test_prometheus_scrapes_every_worker_and_api_on_its_listen_port(
     }
     assert targets["tradepulse-worker"] == expected_workers == {"worker-1:9100", "worker-2:9100"}
     assert targets["tradepulse-api"] == {f"api:{listen_port(services(compose)['api'])}"}
-    scraped_hosts = {t.split(":")[0] for ts in targets.values() for t in ts}
-    assert "persister" not in scraped_hosts  # `tradepulse persist` serves no endpoint
+    persister = f"persister:{listen_port(services(compose)['persister'])}"
+    assert targets["tradepulse-persister"] == {persister} == {"persister:9101"}
     for job, ts in targets.items():
         for target in ts:
             host = target.split(":")[0]
@@ -160,7 +159,10 @@ def test_compose_health_checks_probe_the_served_port(compose: dict[str, Any]) ->
     api = services(compose)["api"]
     assert api["healthcheck"]["test"][-1] == str(listen_port(api))
     assert api["ports"] == [f"8000:{listen_port(api)}"]
-    assert services(compose)["persister"]["healthcheck"]["test"][-1] == "--process"
+    persister = services(compose)["persister"]
+    assert persister["healthcheck"]["test"][-2:] == [str(listen_port(persister)), "/health/live"]
+    workers_port = listen_port(services(compose)["worker-1"])
+    assert listen_port(persister) != workers_port  # its own setting, not the worker's
 
 
 def test_compose_mounts_the_prometheus_and_grafana_files_that_exist(

@@ -78,3 +78,15 @@ def test_healthcheck_process_running_ok_stopped_or_missing_not() -> None:
         child.kill()
         child.wait()
     assert module.process_ok(child.pid) is False  # reaped: gone
+
+
+def test_healthcheck_default_port_is_the_persist_port_for_the_persist_role() -> None:
+    module = load()
+    env = {"TRADEPULSE_HTTP_PORT": "9100", "TRADEPULSE_PERSIST_HTTP_PORT": "9201"}
+    script = ["/opt/venv/bin/python", "/opt/venv/bin/tradepulse"]  # how the kernel runs it
+    assert module.default_port([*script, "persist"], env) == "9201"
+    assert module.default_port([*script, "persist"], {}) == "9101"
+    assert module.default_port(["python", "-m", "tradepulse", "persist"], {}) == "9101"
+    assert module.default_port([*script, "worker"], env) == "9100"
+    assert module.default_port([*script, "--help"], {}) == "9100"
+    assert module.default_port([], {}) == "9100"

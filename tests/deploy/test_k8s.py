@@ -172,9 +172,11 @@ def main_container(rendered: list[Doc], deployment: str) -> Doc:
 
 
 def served_port(rendered: list[Doc], container: Doc) -> int:
+    """The port the container's command serves its operations endpoints on."""
     if container["args"][0] == "api":
         return int(parse_cli(container["args"])["port"])
-    return load_settings(pod_env(rendered, container), dotenv=None).http_port
+    settings = load_settings(pod_env(rendered, container), dotenv=None)
+    return settings.persist_http_port if container["args"][0] == "persist" else settings.http_port
 
 
 def probe_port(container: Doc, probe: Doc) -> int:
@@ -185,7 +187,7 @@ def probe_port(container: Doc, probe: Doc) -> int:
 
 
 def test_k8s_probes_use_the_real_paths_on_the_served_port(rendered: list[Doc]) -> None:
-    for name in ("tradepulse-worker", "tradepulse-api"):
+    for name in ROLES:
         container = main_container(rendered, name)
         live, ready = container["livenessProbe"], container["readinessProbe"]
         assert live["httpGet"]["path"] == "/health/live", name
@@ -193,8 +195,7 @@ def test_k8s_probes_use_the_real_paths_on_the_served_port(rendered: list[Doc]) -
         for probe in (live, ready):
             assert probe_port(container, probe) == served_port(rendered, container), name
     persister = main_container(rendered, "tradepulse-persister")
-    assert persister["livenessProbe"]["exec"]["command"][-1] == "--process"
-    assert "readinessProbe" not in persister  # nothing to be ready for: no traffic
+    assert served_port(rendered, persister) == 9101  # TRADEPULSE_PERSIST_HTTP_PORT, not 9100
 
 
 def test_k8s_workloads_have_resources_and_outlast_the_worker_shutdown(
@@ -258,7 +259,7 @@ def test_k8s_ingress_serves_rest_and_websocket_with_tls(rendered: list[Doc]) -> 
     assert paths == {"/": "tradepulse-api", "/ws": "tradepulse-api"}
 
 
-def test_k8s_service_monitor_scrapes_worker_and_api_ports(rendered: list[Doc]) -> None:
+def test_k8s_service_monitor_scrapes_worker_persister_and_api_ports(rendered: list[Doc]) -> None:
     monitor = by_kind(rendered, "ServiceMonitor")["tradepulse"]
     selector = monitor["spec"]["selector"]["matchLabels"]
     selected = {
@@ -266,13 +267,18 @@ def test_k8s_service_monitor_scrapes_worker_and_api_ports(rendered: list[Doc]) -
         for n, s in by_kind(rendered, "Service").items()
         if selector.items() <= s["metadata"]["labels"].items()
     }
-    assert set(selected) == {"tradepulse-worker", "tradepulse-api"}
+    assert set(selected) == set(ROLES)
     endpoints = {e["port"]: e for e in monitor["spec"]["endpoints"]}
-    for service in selected.values():
+    for name, service in selected.items():
         port = service["spec"]["ports"][0]
-        assert endpoints[port["name"]]["path"] == "/metrics"
+        endpoint = endpoints[port["name"]]
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["relabelings"][0]["replacement"] == name  # job = the Deployment's name
+        container = main_container(rendered, name)
+        target = next(p for p in container["ports"] if p["name"] == port["targetPort"])
+        assert target["containerPort"] == served_port(rendered, container), name
     jobs = {e["relabelings"][0]["replacement"] for e in endpoints.values()}
-    assert jobs == {"tradepulse-worker", "tradepulse-api"}  # the jobs the alert rules use
+    assert jobs == set(ROLES)  # the jobs the alert rules use
 
 
 def test_prometheus_rule_is_generated_from_the_rules_file() -> None:

@@ -1,6 +1,6 @@
 """``promtool check metrics`` on the live /metrics of a real worker (real broker, real
-Redis) and of a real ``tradepulse api``: the exposition parses and follows Prometheus'
-naming rules, except for the known deviations listed here."""
+Redis), of a real ``tradepulse persist`` and of a real ``tradepulse api``: the exposition
+parses and follows Prometheus' naming rules, except for the known deviations listed here."""
 
 from __future__ import annotations
 
@@ -120,3 +120,37 @@ def test_api_metrics_pass_promtool_check_metrics(
     assert exposition is not None
     assert check_metrics(exposition) <= KNOWN_LINT
     assert set(samples(exposition)) <= declared_metric_names()
+
+
+def test_persister_metrics_pass_promtool_check_metrics(
+    redis_client: redis.Redis, redis_prefix: str, pg_dsn: str
+) -> None:
+    from tradepulse.adapters.postgres import migrate
+    from tradepulse.adapters.redis_stream import add_bar
+    from tradepulse.core.bars import Bar
+
+    migrate(pg_dsn)
+    for minute in range(5):
+        open_ms = 1_760_000_040_000 + minute * 60_000
+        add_bar(redis_client, redis_prefix, Bar("T", open_ms, 1, 1, 1, 1, 2, 2, 1, 1, 4, 1, 0))
+    port = free_port()
+    env = {**os.environ, "TRADEPULSE_REDIS_PREFIX": redis_prefix, "TRADEPULSE_PG_DSN": pg_dsn,
+           "TRADEPULSE_PERSIST_HTTP_PORT": str(port), "LOG_LEVEL": "WARN"}  # fmt: skip
+    persister = subprocess.Popen([sys.executable, "-m", "tradepulse", "persist"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "tradepulse_bars_persisted_total 5.0" not in (get(port, "/metrics") or ""):
+            assert persister.poll() is None, "tradepulse persist exited on its own"
+            assert time.monotonic() < deadline, "the bars were not persisted"
+            time.sleep(0.2)
+        exposition = get(port, "/metrics")
+    finally:
+        persister.terminate()
+        persister.wait(timeout=15)
+    assert exposition is not None
+    assert check_metrics(exposition) <= KNOWN_LINT
+    parsed = samples(exposition)
+    assert set(parsed) <= declared_metric_names()
+    streams = {labels["stream"] for labels, _ in parsed["tradepulse_persister_backlog_entries"]}
+    assert streams == {"bars.finalized", "alerts"}

@@ -53,6 +53,16 @@ def connect(dsn: str, *, connect_timeout_s: int = 5) -> Connection:
         ) from exc
 
 
+def reachable(dsn: str, *, connect_timeout_s: int = 2) -> bool:
+    """PostgreSQL accepts a new connection to ``dsn`` and answers ``SELECT 1``."""
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout_s) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

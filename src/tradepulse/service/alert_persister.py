@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Protocol
 
 import msgspec
 
 from tradepulse import tracing
 from tradepulse.core.alerts import Alert
-from tradepulse.service.persister import Backoff, PersisterStats, until_done
+from tradepulse.service.ops import Tuning
+from tradepulse.service.persister import Backoff, PersisterStats, batch_size_of, until_done
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +75,17 @@ def run_alert_persister(
     block_ms: int = 1_000,
     backoff: Backoff | None = None,
     stats: PersisterStats | None = None,
+    tuning: Tuning | None = None,
 ) -> PersisterStats:
     """Move alerts from ``source`` to ``sink`` until ``stop`` is set; return the counts
     (``written``: alerts new to the store). The round in hand when ``stop`` is set is
-    finished if the stores are up."""
+    finished if the stores are up. With ``tuning`` its batch size is read at every round."""
     stats = stats if stats is not None else PersisterStats()
     backoff = backoff or Backoff()
     while not stop.is_set():
-        read = until_done(stop, backoff, stats, lambda: source.read(batch_size, block_ms))
+        stats.turned()
+        size = batch_size_of(tuning, batch_size)
+        read = until_done(stop, backoff, stats, partial(source.read, size, block_ms))
         if read is None:
             break
         if read and not persist_alerts(source, sink, read, stop, backoff, stats):
@@ -120,6 +126,7 @@ def _persist_alerts(
     backoff: Backoff,
     stats: PersisterStats,
 ) -> bool:
+    started = time.perf_counter()
     stats.entries += len(read)
     for bad in (d for d in read if d.alert is None):
         stats.malformed += 1
@@ -141,5 +148,6 @@ def _persist_alerts(
         if until_done(stop, backoff, stats, ack) is None:
             return False
     stats.acked += len(ids)
+    stats.round_done(written or 0, time.perf_counter() - started)
     log.debug("alerts persisted entries=%s alerts=%s new=%s", len(read), len(alerts), written)
     return True

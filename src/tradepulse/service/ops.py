@@ -16,7 +16,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import psutil
@@ -71,7 +71,7 @@ class WorkerState:
         self.loop_s = time.monotonic()
 
 
-def _percentile(values: list[float], q: float) -> float | None:
+def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     if len(values) == 1:
@@ -128,8 +128,8 @@ class LocalOps:
             "trades": self.state.trades,
             "recent_batches": len(recent),
             "recent_trades_per_s": round(sum(n for _, n, _ in recent) / span, 1) if span else None,
-            "batch_seconds_p50": _percentile(durations, 0.50),
-            "batch_seconds_p99": _percentile(durations, 0.99),
+            "batch_seconds_p50": percentile(durations, 0.50),
+            "batch_seconds_p99": percentile(durations, 0.99),
             "rss_bytes": proc.memory_info().rss,
             "cpu_user_s": cpu.user,
             "cpu_system_s": cpu.system,
@@ -138,30 +138,45 @@ class LocalOps:
         }
 
     def collect_garbage(self) -> dict[str, object]:
-        """A full collection now: objects freed and memory before and after."""
-        proc = psutil.Process()
-        before = proc.memory_info().rss
-        started = time.perf_counter()
-        freed = gc.collect()
-        return {"collected_objects": freed, "rss_before_bytes": before,
-                "rss_after_bytes": proc.memory_info().rss,
-                "seconds": round(time.perf_counter() - started, 6)}  # fmt: skip
+        return collect_garbage()
 
     def optimize(self, goal: str) -> dict[str, object]:
         """``throughput``: big batches, rare GC of a frozen heap. ``latency``: small batches
         sent at once, default GC. Answers what changed."""
         with self._lock:
-            before = self.tuning.as_dict()
-            if goal == "throughput":
-                self.tuning.batch_size, self.tuning.batch_wait_ms = 50_000, 200
-                gc.freeze()
-                gc.set_threshold(100_000, 50, 100)
-            elif goal == "latency":
-                self.tuning.batch_size, self.tuning.batch_wait_ms = 1_000, 5
-                gc.unfreeze()
-                gc.set_threshold(700, 10, 10)
-            else:
-                raise ValueError(f"unknown goal {goal!r}: accepts throughput or latency")
-            after = self.tuning.as_dict()
-        changed = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
-        return {"goal": goal, "changed": changed, "now": after}
+            return optimize_for(self.tuning, goal, WORKER_GOALS)
+
+
+#: ``goal -> (batch_size, batch_wait_ms)`` of the worker's batch loop.
+WORKER_GOALS = {"throughput": (50_000, 200), "latency": (1_000, 5)}
+
+
+def collect_garbage() -> dict[str, object]:
+    """A full collection now: objects freed and memory before and after."""
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    started = time.perf_counter()
+    freed = gc.collect()
+    return {"collected_objects": freed, "rss_before_bytes": before,
+            "rss_after_bytes": proc.memory_info().rss,
+            "seconds": round(time.perf_counter() - started, 6)}  # fmt: skip
+
+
+def optimize_for(
+    tuning: Tuning, goal: str, goals: Mapping[str, tuple[int, int]]
+) -> dict[str, object]:
+    """Set ``tuning`` to ``goals[goal]``; ``throughput`` also freezes the heap and makes GC
+    rare, ``latency`` restores the default GC. Answers what changed (``from``/``to``)."""
+    if goal not in goals:
+        raise ValueError(f"unknown goal {goal!r}: accepts {' or '.join(goals)}")
+    before = tuning.as_dict()
+    tuning.batch_size, tuning.batch_wait_ms = goals[goal]
+    if goal == "throughput":
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 100)
+    else:
+        gc.unfreeze()
+        gc.set_threshold(700, 10, 10)
+    after = tuning.as_dict()
+    changed = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
+    return {"goal": goal, "changed": changed, "now": after}

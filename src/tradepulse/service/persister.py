@@ -28,8 +28,10 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -37,8 +39,10 @@ import msgspec
 from tradepulse import metrics, tracing
 from tradepulse.core.bars import Bar
 from tradepulse.core.errors import StoreUnavailableError
+from tradepulse.service.ops import Tuning
 
 log = logging.getLogger(__name__)
+_RECENT_ROUNDS = 512
 
 R = TypeVar("R")
 
@@ -75,13 +79,31 @@ class BarSink(Protocol):
 
 @dataclass
 class PersisterStats:
-    """Running counts of one ``run_persister`` (shared with the caller while it runs)."""
+    """Running counts of one ``run_persister`` (shared with the caller while it runs; the
+    operations endpoints read them from another thread: each field is replaced whole)."""
 
     entries: int = 0  # entries read, malformed ones included, redeliveries counted again
     written: int = 0  # rows the sink reported written (stale revisions excluded)
     malformed: int = 0
     acked: int = 0
     retries: int = 0  # calls that failed with StoreUnavailableError and were retried
+    loop_s: float = field(default_factory=time.monotonic)  # last turn of the loop (liveness)
+    recent: deque[tuple[float, int, float]] = field(  # (end monotonic, rows, seconds)
+        default_factory=lambda: deque(maxlen=_RECENT_ROUNDS)
+    )
+
+    def turned(self) -> None:
+        """The loop went round once, or retried once (it is not stuck in a call)."""
+        self.loop_s = time.monotonic()
+
+    def round_done(self, rows: int, seconds: float) -> None:
+        self.recent.append((time.monotonic(), rows, seconds))
+
+
+def batch_size_of(tuning: Tuning | None, batch_size: int) -> int:
+    """The batch size for the next round: the tuning's when given (changed at run time by
+    ``/performance/optimize/*``), else ``batch_size``."""
+    return tuning.batch_size if tuning is not None else batch_size
 
 
 @dataclass(frozen=True)
@@ -106,14 +128,18 @@ def run_persister(
     block_ms: int = 1_000,
     backoff: Backoff | None = None,
     stats: PersisterStats | None = None,
+    tuning: Tuning | None = None,
 ) -> PersisterStats:
     """Move bars from ``source`` to ``sink`` until ``stop`` is set (see the module
     docstring for the order and the outage behaviour); return the counts. The round in
-    hand when ``stop`` is set is finished if the stores are up."""
+    hand when ``stop`` is set is finished if the stores are up. With ``tuning`` its batch
+    size is read at every round instead of ``batch_size``."""
     stats = stats if stats is not None else PersisterStats()
     backoff = backoff or Backoff()
     while not stop.is_set():
-        read = until_done(stop, backoff, stats, lambda: source.read(batch_size, block_ms))
+        stats.turned()
+        size = batch_size_of(tuning, batch_size)
+        read = until_done(stop, backoff, stats, partial(source.read, size, block_ms))
         if read is None:
             break
         if read and not persist_round(source, sink, read, stop, backoff, stats):
@@ -171,7 +197,9 @@ def _persist_round(
         if until_done(stop, backoff, stats, ack) is None:
             return False
     stats.acked += len(ids)
-    metrics.PERSISTER_BATCH_SECONDS.observe(time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    stats.round_done(len(bars), seconds)
+    metrics.PERSISTER_BATCH_SECONDS.observe(seconds)
     log.debug("bars persisted entries=%s bars=%s", len(read), len(bars))
     return True
 
@@ -183,6 +211,7 @@ def until_done(
     is set while it keeps failing. The first failure and the recovery are logged."""
     attempt = 0
     while True:
+        stats.turned()
         try:
             result = call()
         except StoreUnavailableError as exc:
