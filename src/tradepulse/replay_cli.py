@@ -31,6 +31,7 @@ from tradepulse.core.errors import InvalidTradeError, TradepulseError
 from tradepulse.core.market import Market
 from tradepulse.core.rules import Rule, RuleError
 from tradepulse.core.windows import WindowSpec
+from tradepulse.service.columnar import replay_columnar
 from tradepulse.service.dryrun import DryRun, load_rules, reads_bars
 from tradepulse.service.replay import BarWriter, ReplaySummary, replay
 from tradepulse.service.sharded import replay_sharded
@@ -110,6 +111,16 @@ def replay_cmd(
             help="With --rules (required): one JSON line per alert (- for stdout).",
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="auto, object or columnar. columnar computes the window statistics from "
+            "NumPy columns of the whole file (same output; one process; not with bars, "
+            "indicators or rules); auto uses it for a final snapshot only (no "
+            "--snapshot-every) unless --processes asks for more than one.",
+        ),
+    ] = "auto",
     scan_interval: Annotated[
         str | None,
         typer.Option(
@@ -142,6 +153,7 @@ def replay_cmd(
         _check_bar_outputs(out, bars_out, indicators_out, processes, alerts_out)
     rule_set = _load_rules(rules, specs) if rules is not None else None
     shards = 1 if want_bars or rule_set is not None else _shards(processes, file)
+    columnar = _use_columnar(engine, processes, every_ms, extras=want_bars or rules is not None)
     tune_gc_for_throughput()
     started = time.perf_counter()
     market = Market(specs)  # lives until the process exits (see _fast_exit)
@@ -164,7 +176,20 @@ def replay_cmd(
             progress = progress_bar(size)
             with progress or nullcontext():
                 task = progress.add_task("replay", total=size) if progress else None
-                if shards > 1:
+                if columnar:
+                    summary = replay_columnar(
+                        stream,
+                        specs,
+                        sink,
+                        now_ms=wall_now_ms(),
+                        snapshot_every_ms=every_ms,
+                        max_future_skew_ms=settings.max_future_skew_ms,
+                        on_reject=on_reject,
+                        on_progress=(lambda _n: progress.update(task, completed=stream.tell()))
+                        if progress and task is not None
+                        else None,
+                    )
+                elif shards > 1:
                     summary = replay_sharded(
                         file,
                         specs,
@@ -201,6 +226,26 @@ def replay_cmd(
     if rule_set is not None:
         _print_alerts(summary.alerts)
     _fast_exit()
+
+
+_ENGINES = ("auto", "object", "columnar")
+
+
+def _use_columnar(engine: str, processes: int, every_ms: int | None, *, extras: bool) -> bool:
+    """Whether the replay runs on the columnar engine (see ``--engine``)."""
+    if engine not in _ENGINES:
+        raise typer.BadParameter(f"expected one of {', '.join(_ENGINES)}", param_hint="--engine")
+    if engine == "auto":
+        return not extras and every_ms is None and processes <= 1
+    if engine == "columnar" and extras:
+        raise typer.BadParameter(
+            "the columnar engine writes window statistics only: use --engine object with "
+            "--bars-out, --indicators-out or --rules",
+            param_hint="--engine",
+        )
+    if engine == "columnar" and processes > 1:
+        raise typer.BadParameter("the columnar engine runs in one process", param_hint="--engine")
+    return engine == "columnar"
 
 
 def _check_rule_options(rules: str | None, alerts_out: str | None, scan: str | None) -> None:

@@ -1,0 +1,124 @@
+"""Wire-format trade lines decoded into columns (NumPy arrays and a few lists) instead of
+one ``Trade`` object per line, for the columnar replay.
+
+The validation is ``adapters.wire``'s, unchanged: every line is decoded with the same
+``WireTrade`` decoder. A chunk whose lines all decode and pass the checks that are cheap
+to vectorize (side exactly ``buy``/``sell``, times as epoch numbers that are non-negative
+integers, nothing in the future, no overflowing USD volume) becomes columns directly.
+Any other chunk (a rejected or blank line, an RFC 3339 time, a side in another case...)
+goes through ``decode_batch``, line by line, exactly as the object replay reads it, and
+its ``Trade`` objects are turned into columns: rejections, their reasons and line
+numbers are the object path's by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from tradepulse.adapters.wire import WireTrade, decode_batch
+from tradepulse.core.errors import InvalidTradeError
+from tradepulse.core.trade import EPOCH_SECONDS_LIMIT, Trade
+from tradepulse.core.types import TsMs
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B1 = npt.NDArray[np.bool_]
+
+_decoder = msgspec.json.Decoder(WireTrade)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeColumns:
+    """Valid trades of one chunk, in read order (row ``i`` is the ``i``-th valid trade)."""
+
+    token: list[str]
+    wallet: list[str]
+    is_buy: B1
+    native_amount: F64
+    token_amount: F64
+    price_usd: F64
+    volume_usd: F64
+    ts_ms: I64
+    tx_hash: list[str]
+    event_index: list[int]
+
+    def __len__(self) -> int:
+        return len(self.token)
+
+
+def decode_columns(
+    lines: list[bytes], first_line_no: int, now_ms: TsMs, max_future_skew_ms: int
+) -> tuple[TradeColumns, list[tuple[int, InvalidTradeError]]]:
+    """The valid trades of ``lines`` (numbered from ``first_line_no``) as columns, and
+    ``(line_number, error)`` for each rejected line, as ``decode_batch`` reports them."""
+    fast = _fast_columns(lines, now_ms + max_future_skew_ms)
+    if fast is not None:
+        return fast, []
+    trades, rejected = decode_batch(lines, first_line_no, now_ms, max_future_skew_ms)
+    return columns_of(trades), rejected
+
+
+def _fast_columns(lines: list[bytes], latest_ms: TsMs) -> TradeColumns | None:
+    """Columns of a chunk with nothing unusual in it, else None."""
+    decode = _decoder.decode
+    try:
+        wires = [decode(line) for line in lines]
+    except msgspec.MsgspecError:
+        return None
+    n = len(wires)
+    sides = [w.sell_buy for w in wires]
+    buys = sides.count("buy")
+    if buys + sides.count("sell") != n:
+        return None
+    ts = _epoch_ms([w.trans_time for w in wires])
+    if ts is None or (n and int(ts.max()) > latest_ms):
+        return None
+    token_amount = np.array([w.token_amount for w in wires], dtype=np.float64)
+    price = np.array([w.price_usd for w in wires], dtype=np.float64)
+    volume = token_amount * price
+    if np.isinf(volume).any():
+        return None
+    return TradeColumns(
+        token=[w.token for w in wires],
+        wallet=[w.wallet for w in wires],
+        is_buy=np.array(sides) == "buy" if n else np.zeros(0, dtype=np.bool_),
+        native_amount=np.array([w.native_amount for w in wires], dtype=np.float64),
+        token_amount=token_amount,
+        price_usd=price,
+        volume_usd=volume,
+        ts_ms=ts,
+        tx_hash=[w.tx_hash for w in wires],
+        event_index=[w.event_index for w in wires],
+    )
+
+
+def _epoch_ms(times: list[object]) -> I64 | None:
+    """Epoch milliseconds of times that are all non-negative ints (seconds below 10^11,
+    as ``to_trade`` reads them), else None."""
+    if not times:
+        return np.zeros(0, dtype=np.int64)
+    raw = np.array(times)
+    if raw.dtype != np.int64 or int(raw.min()) < 0:
+        return None  # floats, RFC 3339 datetimes, huge or negative numbers
+    return np.where(raw < EPOCH_SECONDS_LIMIT, raw * 1000, raw)
+
+
+def columns_of(trades: list[Trade]) -> TradeColumns:
+    """Columns of decoded ``Trade`` objects."""
+    n = len(trades)
+    return TradeColumns(
+        token=[t.token for t in trades],
+        wallet=[t.wallet for t in trades],
+        is_buy=np.fromiter((t.is_buy for t in trades), dtype=np.bool_, count=n),
+        native_amount=np.fromiter((t.native_amount for t in trades), np.float64, n),
+        token_amount=np.fromiter((t.token_amount for t in trades), np.float64, n),
+        price_usd=np.fromiter((t.price_usd for t in trades), np.float64, n),
+        volume_usd=np.fromiter((t.volume_usd for t in trades), np.float64, n),
+        ts_ms=np.fromiter((t.ts_ms for t in trades), np.int64, n),
+        tx_hash=[t.tx_hash for t in trades],
+        event_index=[t.event_index for t in trades],
+    )

@@ -1,0 +1,287 @@
+"""The columnar replay: ``service.replay.replay``'s output (snapshots, rejections, summary)
+computed from NumPy columns instead of one ``Trade`` object per line.
+
+It reads the whole input first (validation and line numbers are the object path's; see
+``adapters.wire_columns``), then uses what one file = one partition makes known up front:
+
+* the watermark before each trade is the running maximum of the times read
+  (``np.maximum.accumulate``), so a trade is ``late`` iff ``t <= watermark - longest``;
+* the snapshot times and the number of trades read before each are known from the
+  watermarks (``core.colstats.evaluation_times``);
+* a token whose non-late trades arrive in time order with no identity ``(token, tx_hash,
+  event_index)`` repeated among them applies every non-late trade (no duplicate, no
+  rollback): its windows at ``T`` are ranges of its time-sorted trades, computed for every
+  (token, time) pair at once (``core.colstats.pair_stats``).
+
+Any other token (out of order, or with a repeated identity, where what the engine keeps
+and forgets decides duplicates) is replayed through its own ``TokenWindows``, fed the same
+trades with the same watermarks and evaluated at the same times: the object engine's
+result by construction. Lines are written per snapshot time in token-name order, as
+``SnapshotWriter`` writes them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from tradepulse.adapters.wire_columns import TradeColumns, decode_columns
+from tradepulse.core.colstats import Segments, evaluation_times, pair_stats
+from tradepulse.core.trade import Trade
+from tradepulse.core.types import TsMs
+from tradepulse.core.windows import AddResult, TokenWindows, WindowSpec, WindowStats
+from tradepulse.service.replay import (
+    ProgressHandler,
+    RejectHandler,
+    ReplaySummary,
+    SnapshotLine,
+)
+
+I64 = npt.NDArray[np.int64]
+_CHUNK_BYTES = 4 << 20
+_FAR = np.int64(1 << 62)
+
+
+@dataclass
+class _Table:
+    """Every valid trade read, in read order; tokens and wallets as codes."""
+
+    names: dict[str, int] = field(default_factory=dict)
+    wallets: dict[str, int] = field(default_factory=dict)
+    chunks: list[TradeColumns] = field(default_factory=list)
+    token_codes: list[I64] = field(default_factory=list)
+    wallet_codes: list[I64] = field(default_factory=list)
+
+    def add(self, cols: TradeColumns) -> None:
+        names, wallets = self.names, self.wallets
+        put_name, put_wallet = names.setdefault, wallets.setdefault
+        self.chunks.append(cols)
+        n = len(cols)
+        self.token_codes.append(np.fromiter(
+            [put_name(s, len(names)) for s in cols.token], np.int64, n))  # fmt: skip
+        self.wallet_codes.append(np.fromiter(
+            [put_wallet(s, len(wallets)) for s in cols.wallet], np.int64, n))  # fmt: skip
+
+
+def replay_columnar(
+    stream: BinaryIO,
+    specs: tuple[WindowSpec, ...],
+    out: BinaryIO,
+    *,
+    now_ms: TsMs,
+    snapshot_every_ms: int | None = None,
+    max_future_skew_ms: int = 5_000,
+    on_reject: RejectHandler | None = None,
+    on_progress: ProgressHandler | None = None,
+) -> ReplaySummary:
+    """What ``replay(stream, Market(specs), out, ...)`` writes and returns, without bars
+    or rules; see the module docstring."""
+    table, read, rejected = _read(stream, now_ms, max_future_skew_ms, on_reject, on_progress)
+    summary = ReplaySummary(read=read, rejected=dict(rejected))
+    if not table.chunks or not sum(len(c) for c in table.chunks):
+        return summary
+    run = _Run(table, specs, snapshot_every_ms)
+    lines = run.lines()
+    encoder = msgspec.json.Encoder()
+    buf = bytearray()
+    for line in lines:
+        encoder.encode_into(line, buf, -1)
+        buf += b"\n"
+    out.write(buf)
+    summary.applied, summary.duplicates, summary.late = run.applied, run.duplicates, run.late
+    summary.snapshot_lines = len(lines)
+    summary.last_trade_ms = run.final_ms
+    return summary
+
+
+def _read(
+    stream: BinaryIO,
+    now_ms: TsMs,
+    max_future_skew_ms: int,
+    on_reject: RejectHandler | None,
+    on_progress: ProgressHandler | None,
+) -> tuple[_Table, int, Counter[str]]:
+    table = _Table()
+    rejected: Counter[str] = Counter()
+    read = 0
+    while lines := stream.readlines(_CHUNK_BYTES):
+        cols, bad = decode_columns(lines, read + 1, now_ms, max_future_skew_ms)
+        read += len(lines)
+        for line_no, exc in bad:
+            rejected[exc.reason] += 1
+            if on_reject is not None:
+                on_reject(line_no, exc)
+        table.add(cols)
+        if on_progress is not None:
+            on_progress(read)
+    return table, read, rejected
+
+
+class _Run:
+    """The classification of tokens and the evaluation of both kinds (module docstring)."""
+
+    def __init__(
+        self, table: _Table, specs: tuple[WindowSpec, ...], every_ms: int | None
+    ) -> None:
+        self.specs = specs
+        self.longest_ms = specs[-1].duration_ms
+        self.names = list(table.names)
+        self.table = table
+        self.token = np.concatenate(table.token_codes)
+        self.ts = np.concatenate([c.ts_ms for c in table.chunks])
+        self.watermark = np.maximum.accumulate(self.ts)
+        self.final_ms = int(self.watermark[-1])
+        if every_ms is None:
+            self.snap_ms = self.snap_before = np.zeros(0, dtype=np.int64)
+        else:
+            self.snap_ms, self.snap_before = evaluation_times(
+                self.watermark, every_ms, self.longest_ms
+            )
+        self.late_mask = self.ts <= self.watermark - self.longest_ms
+        self.late = int(np.count_nonzero(self.late_mask))
+        self.applied = len(self.ts) - self.late
+        self.duplicates = 0
+
+    def lines(self) -> list[SnapshotLine]:
+        """Every snapshot line, in output order."""
+        live = np.flatnonzero(~self.late_mask)
+        by_token = live[np.argsort(self.token[live], kind="stable")]
+        special = self._special_tokens(live, by_token)
+        simple_rows = by_token[~special[self.token[by_token]]]
+        rows = self._simple(simple_rows) + self._special(np.flatnonzero(special))
+        rank = [0] * len(self.names)
+        for position, code in enumerate(sorted(range(len(self.names)), key=self.names.__getitem__)):
+            rank[code] = position
+        rows.sort(key=lambda row: (row[0], rank[row[1]]))
+        n_snap = len(self.snap_ms)
+        return [SnapshotLine(self.names[code], self.final_ms if k == n_snap else
+                             int(self.snap_ms[k]), k == n_snap, windows)
+                for k, code, windows in rows]  # fmt: skip
+
+    def _special_tokens(self, live: I64, by_token: I64) -> npt.NDArray[np.bool_]:
+        """Tokens whose non-late trades are out of time order or repeat an identity."""
+        special = np.zeros(len(self.names), dtype=np.bool_)
+        tok, ts = self.token[by_token], self.ts[by_token]
+        back = (tok[1:] == tok[:-1]) & (ts[1:] < ts[:-1])
+        special[tok[1:][back]] = True
+        keys = self._identity_hashes()[live]
+        order = np.argsort(keys, kind="stable")
+        repeat = keys[order[1:]] == keys[order[:-1]]
+        special[self.token[live[order[1:][repeat]]]] = True
+        return special
+
+    def _identity_hashes(self) -> I64:
+        """A hash of ``(token, tx_hash, event_index)`` per trade (equal identities, equal
+        hashes; a collision only sends a token to the exact per-token path)."""
+        parts = []
+        for cols, codes in zip(self.table.chunks, self.table.token_codes, strict=True):
+            n = len(cols)
+            tx = np.fromiter(map(hash, cols.tx_hash), np.int64, n)
+            ev = np.fromiter(map(hash, cols.event_index), np.int64, n)
+            parts.append(tx * np.int64(1_000_003) + ev * np.int64(8_191) + codes)
+        return np.concatenate(parts)
+
+    def _column(self, name: str) -> npt.NDArray[np.float64]:
+        return np.concatenate([getattr(c, name) for c in self.table.chunks])
+
+    def _simple(self, rows: I64) -> list[tuple[int, int, dict[str, WindowStats]]]:
+        """Lines of the tokens read in time order without repeats (``rows``: their trades,
+        grouped by token, in read order)."""
+        if not len(rows):
+            return []
+        tok = self.token[rows]
+        starts = np.concatenate(([0], np.flatnonzero(tok[1:] != tok[:-1]) + 1, [len(rows)]))
+        buy = np.concatenate([c.is_buy for c in self.table.chunks])[rows]
+        volume = self._column("volume_usd")[rows]
+        zero = np.zeros(len(rows))
+        seg = Segments(
+            start=starts, ts_ms=self.ts[rows], price=self._column("price_usd")[rows],
+            is_buy=buy, wallet=np.concatenate(self.table.wallet_codes)[rows],
+            buy_volume=np.where(buy, volume, zero), sell_volume=np.where(buy, zero, volume),
+            native_amount=self._column("native_amount")[rows],
+            token_amount=self._column("token_amount")[rows],
+        )  # fmt: skip
+        seg_of = np.repeat(np.arange(len(starts) - 1, dtype=np.int64), np.diff(starts))
+        pair_seg, pair_pos, pair_k = self._pairs(rows, seg, seg_of)
+        times = np.concatenate((self.snap_ms, [self.final_ms]))[pair_k]
+        stats = pair_stats(seg, self.specs, pair_seg, pair_pos + 1, times)
+        codes = tok[starts[:-1]][pair_seg].tolist()
+        return list(zip(pair_k.tolist(), codes, stats, strict=True))
+
+    def _pairs(self, rows: I64, seg: Segments, seg_of: I64) -> tuple[I64, I64, I64]:
+        """(segment, newest position read, evaluation index) of every line: a trade is its
+        token's newest read while the snapshots taken from its read until the next trade
+        of the token is read, and while it is inside the longest window."""
+        is_last = np.zeros(len(rows), dtype=np.bool_)
+        is_last[seg.start[1:] - 1] = True
+        following = np.append(rows[1:], rows[-1])  # the token's next trade read
+        next_read = np.where(is_last, _FAR, self.watermark[following])
+        upper = np.minimum(next_read, seg.ts_ms + self.longest_ms)
+        a = np.searchsorted(self.snap_ms, self.watermark[rows], side="left")
+        b = np.searchsorted(self.snap_ms, upper, side="left")
+        count = np.maximum(b - a, 0)
+        total = int(count.sum())
+        pos = np.repeat(np.arange(len(rows), dtype=np.int64), count)
+        k = np.repeat(a, count) + np.arange(total, dtype=np.int64) - np.repeat(
+            np.cumsum(count) - count, count)  # fmt: skip
+        last = seg.start[1:] - 1
+        final = last[seg.ts_ms[last] > self.final_ms - self.longest_ms]
+        pos = np.concatenate((pos, final))
+        k = np.concatenate((k, np.full(len(final), len(self.snap_ms), dtype=np.int64)))
+        return seg_of[pos], pos, k
+
+    def _special(self, codes: I64) -> list[tuple[int, int, dict[str, WindowStats]]]:
+        """Lines of the other tokens, each through its own ``TokenWindows``."""
+        out: list[tuple[int, int, dict[str, WindowStats]]] = []
+        if not len(codes):
+            return out
+        rows_of = np.flatnonzero(np.isin(self.token, codes))
+        for code in codes.tolist():
+            rows = rows_of[self.token[rows_of] == code]
+            out.extend(self._one_token(code, rows))
+        return out
+
+    def _one_token(self, code: int, rows: I64) -> list[tuple[int, int, dict[str, WindowStats]]]:
+        windows = TokenWindows(self.specs)
+        snap_ms, before = self.snap_ms.tolist(), self.snap_before.tolist()
+        k, n_snap = 0, len(snap_ms)
+        out: list[tuple[int, int, dict[str, WindowStats]]] = []
+        longest = self.longest_ms
+        counts = [0, 0, 0]
+        for r, trade in zip(rows.tolist(), self._trades(rows), strict=True):
+            while k < n_snap and before[k] <= r:
+                if windows.newest_ms > snap_ms[k] - longest:
+                    out.append((k, code, windows.stats(snap_ms[k])))
+                k += 1
+            counts[windows.add(trade, int(self.watermark[r]))] += 1
+        for rest in range(k, n_snap):
+            if windows.newest_ms > snap_ms[rest] - longest:
+                out.append((rest, code, windows.stats(snap_ms[rest])))
+        if windows.newest_ms > self.final_ms - longest:
+            out.append((n_snap, code, windows.stats(self.final_ms)))
+        late_here = int(np.count_nonzero(self.late_mask[rows]))
+        self.applied += counts[AddResult.APPLIED] - (len(rows) - late_here)
+        self.duplicates += counts[AddResult.DUPLICATE]
+        self.late += counts[AddResult.LATE] - late_here
+        return out
+
+    def _trades(self, rows: I64) -> list[Trade]:
+        """``Trade`` objects of the read rows ``rows``."""
+        bounds = np.cumsum([0] + [len(c) for c in self.table.chunks])
+        which = np.searchsorted(bounds, rows, side="right") - 1
+        trades = []
+        for r, c in zip(rows.tolist(), which.tolist(), strict=True):
+            cols, i = self.table.chunks[c], r - int(bounds[c])
+            trades.append(Trade(
+                cols.token[i], cols.wallet[i], bool(cols.is_buy[i]),
+                float(cols.native_amount[i]), float(cols.token_amount[i]),
+                float(cols.price_usd[i]), float(cols.volume_usd[i]), int(cols.ts_ms[i]),
+                cols.tx_hash[i], cols.event_index[i],
+            ))  # fmt: skip
+        return trades
+
