@@ -19,24 +19,59 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from tradepulse.adapters.wire import WireTrade, decode_batch
+from typing import Annotated
+
+from msgspec import Meta
+
+from tradepulse.adapters.wire import decode_batch
 from tradepulse.core.errors import InvalidTradeError
-from tradepulse.core.trade import EPOCH_SECONDS_LIMIT, Trade
+from tradepulse.core.trade import EPOCH_SECONDS_LIMIT, MAX_TOKEN_LENGTH, Trade
 from tradepulse.core.types import TsMs
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B1 = npt.NDArray[np.bool_]
 
-_decoder = msgspec.json.Decoder(WireTrade)
+
+
+class _EpochWireTrade(msgspec.Struct, frozen=True, gc=False):
+    """``WireTrade`` with the time as a non-negative integer only: every line it accepts,
+    ``WireTrade`` accepts with the same values (the others go line by line)."""
+
+    token: Annotated[str, Meta(min_length=1, max_length=MAX_TOKEN_LENGTH)]
+    wallet: Annotated[str, Meta(min_length=1)]
+    sell_buy: str
+    native_amount: Annotated[float, Meta(ge=0)]
+    token_amount: Annotated[float, Meta(gt=0)]
+    price_usd: Annotated[float, Meta(gt=0)]
+    trans_time: Annotated[int, Meta(ge=0)]
+    tx_hash: Annotated[str, Meta(min_length=1)]
+    event_index: Annotated[int, Meta(ge=0)] = 0
+
+
+_decoder = msgspec.json.Decoder(_EpochWireTrade)
+
+
+@dataclass(frozen=True, slots=True)
+class Codes:
+    """Tokens and wallets numbered in order of first appearance."""
+
+    tokens: dict[str, int]
+    wallets: dict[str, int]
+
+    def code(self, names: list[str], *, wallets: bool = False) -> I64:
+        table = self.wallets if wallets else self.tokens
+        put = table.setdefault
+        return np.fromiter([put(s, len(table)) for s in names], np.int64, len(names))
 
 
 @dataclass(frozen=True, slots=True)
 class TradeColumns:
-    """Valid trades of one chunk, in read order (row ``i`` is the ``i``-th valid trade)."""
+    """Valid trades of one chunk, in read order (row ``i`` is the ``i``-th valid trade);
+    tokens and wallets as ``Codes``."""
 
-    token: list[str]
-    wallet: list[str]
+    token: I64
+    wallet: I64
     is_buy: B1
     native_amount: F64
     token_amount: F64
@@ -51,18 +86,22 @@ class TradeColumns:
 
 
 def decode_columns(
-    lines: list[bytes], first_line_no: int, now_ms: TsMs, max_future_skew_ms: int
+    lines: list[bytes],
+    first_line_no: int,
+    now_ms: TsMs,
+    max_future_skew_ms: int,
+    codes: Codes,
 ) -> tuple[TradeColumns, list[tuple[int, InvalidTradeError]]]:
     """The valid trades of ``lines`` (numbered from ``first_line_no``) as columns, and
     ``(line_number, error)`` for each rejected line, as ``decode_batch`` reports them."""
-    fast = _fast_columns(lines, now_ms + max_future_skew_ms)
+    fast = _fast_columns(lines, now_ms + max_future_skew_ms, codes)
     if fast is not None:
         return fast, []
     trades, rejected = decode_batch(lines, first_line_no, now_ms, max_future_skew_ms)
-    return columns_of(trades), rejected
+    return columns_of(trades, codes), rejected
 
 
-def _fast_columns(lines: list[bytes], latest_ms: TsMs) -> TradeColumns | None:
+def _fast_columns(lines: list[bytes], latest_ms: TsMs, codes: Codes) -> TradeColumns | None:
     """Columns of a chunk with nothing unusual in it, else None."""
     decode = _decoder.decode
     try:
@@ -77,16 +116,16 @@ def _fast_columns(lines: list[bytes], latest_ms: TsMs) -> TradeColumns | None:
     ts = _epoch_ms([w.trans_time for w in wires])
     if ts is None or (n and int(ts.max()) > latest_ms):
         return None
-    token_amount = np.array([w.token_amount for w in wires], dtype=np.float64)
-    price = np.array([w.price_usd for w in wires], dtype=np.float64)
+    token_amount = np.fromiter([w.token_amount for w in wires], np.float64, n)
+    price = np.fromiter([w.price_usd for w in wires], np.float64, n)
     volume = token_amount * price
     if np.isinf(volume).any():
         return None
     return TradeColumns(
-        token=[w.token for w in wires],
-        wallet=[w.wallet for w in wires],
-        is_buy=np.array(sides) == "buy" if n else np.zeros(0, dtype=np.bool_),
-        native_amount=np.array([w.native_amount for w in wires], dtype=np.float64),
+        token=codes.code([w.token for w in wires]),
+        wallet=codes.code([w.wallet for w in wires], wallets=True),
+        is_buy=np.fromiter(map("buy".__eq__, sides), np.bool_, n),
+        native_amount=np.fromiter([w.native_amount for w in wires], np.float64, n),
         token_amount=token_amount,
         price_usd=price,
         volume_usd=volume,
@@ -97,22 +136,23 @@ def _fast_columns(lines: list[bytes], latest_ms: TsMs) -> TradeColumns | None:
 
 
 def _epoch_ms(times: list[object]) -> I64 | None:
-    """Epoch milliseconds of times that are all non-negative ints (seconds below 10^11,
-    as ``to_trade`` reads them), else None."""
+    """Epoch milliseconds of non-negative int times (seconds below 10^11, as
+    ``to_trade`` reads them); None when one does not fit 64 bits."""
     if not times:
         return np.zeros(0, dtype=np.int64)
-    raw = np.array(times)
-    if raw.dtype != np.int64 or int(raw.min()) < 0:
-        return None  # floats, RFC 3339 datetimes, huge or negative numbers
+    try:
+        raw = np.fromiter(times, np.int64, len(times))  # every one an int >= 0 (decoder)
+    except OverflowError:
+        return None
     return np.where(raw < EPOCH_SECONDS_LIMIT, raw * 1000, raw)
 
 
-def columns_of(trades: list[Trade]) -> TradeColumns:
+def columns_of(trades: list[Trade], codes: Codes) -> TradeColumns:
     """Columns of decoded ``Trade`` objects."""
     n = len(trades)
     return TradeColumns(
-        token=[t.token for t in trades],
-        wallet=[t.wallet for t in trades],
+        token=codes.code([t.token for t in trades]),
+        wallet=codes.code([t.wallet for t in trades], wallets=True),
         is_buy=np.fromiter((t.is_buy for t in trades), dtype=np.bool_, count=n),
         native_amount=np.fromiter((t.native_amount for t in trades), np.float64, n),
         token_amount=np.fromiter((t.token_amount for t in trades), np.float64, n),

@@ -55,35 +55,35 @@ class Segments:
 
 @dataclass(frozen=True, slots=True)
 class _Prefixes:
-    """Per column, a double-double prefix (``hi``, ``lo``) of each segment, segment ``k``
-    at offsets ``start[k] + k ...`` (one leading zero per segment)."""
+    """Double-double prefixes (``hi``, ``lo``; one column per sum: buy, sell, native
+    volume, token amount) of each segment, segment ``k`` at rows ``start[k] + k ...``
+    (one leading zero row per segment)."""
 
-    hi: list[F64]
-    lo: list[F64]
+    hi: F64
+    lo: F64
     nbuy: I64  # global prefix count of buys (exact)
 
 
-def _dd_prefix(x: F64) -> tuple[F64, F64]:
+def _dd_prefix(x: npt.NDArray[np.float64]) -> tuple[F64, F64]:
     """``[0, x0, x0+x1, ...]`` as double-double: sequential sum plus the running sum of
     each step's exact rounding error (TwoSum), as ``core.columns.extend_dd_prefix``."""
-    c = np.cumsum(np.concatenate(([0.0], x)))
+    zero = np.zeros((1, x.shape[1]))
+    c = np.cumsum(np.concatenate((zero, x)), axis=0)
     a, s = c[:-1], c[1:]
     bb = s - a
     err = (a - (s - bb)) + (x - bb)
-    return c, np.cumsum(np.concatenate(([0.0], err)))
+    return c, np.cumsum(np.concatenate((zero, err)), axis=0)
 
 
 def _prefixes(seg: Segments) -> _Prefixes:
-    columns = (seg.buy_volume, seg.sell_volume, seg.native_amount, seg.token_amount)
-    his: list[F64] = []
-    los: list[F64] = []
+    """The four sums' prefixes, each segment's four columns at once."""
+    x = np.stack((seg.buy_volume, seg.sell_volume, seg.native_amount, seg.token_amount), axis=1)
     bounds = seg.start.tolist()
-    for x in columns:
-        parts = [_dd_prefix(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        his.append(np.concatenate([p[0] for p in parts]) if parts else np.zeros(0))
-        los.append(np.concatenate([p[1] for p in parts]) if parts else np.zeros(0))
+    parts = [_dd_prefix(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    hi = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 4))
+    lo = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 4))
     nbuy = np.concatenate(([0], np.cumsum(seg.is_buy, dtype=np.int64)))
-    return _Prefixes(his, los, nbuy)
+    return _Prefixes(hi, lo, nbuy)
 
 
 def _dd_diff(hi: F64, lo: F64, s: I64, e: I64) -> F64:
@@ -96,9 +96,19 @@ def _dd_diff(hi: F64, lo: F64, s: I64, e: I64) -> F64:
     return out
 
 
+def stable_order(keys: I64) -> I64:
+    """``np.argsort(keys, kind="stable")`` for non-negative keys, faster: one plain sort
+    of ``key * n + position`` when that fits 63 bits."""
+    n = len(keys)
+    if n == 0 or int(keys.max()) >= (1 << 62) // max(n, 1):
+        return np.argsort(keys, kind="stable")
+    order: I64 = np.sort(keys * n + np.arange(n, dtype=np.int64)) % n
+    return order
+
+
 def _previous(keys: I64) -> I64:
     """For each position, the previous position with the same key (-1 if none)."""
-    order = np.argsort(keys, kind="stable")
+    order = stable_order(keys)
     same = keys[order[1:]] == keys[order[:-1]]
     prev = np.full(len(keys), -1, dtype=np.int64)
     prev[order[1:][same]] = order[:-1][same]
@@ -155,16 +165,15 @@ def _stats(
     """One window's statistics for every pair (positions ``[lo, end)``)."""
     buys = pre.nbuy[end] - pre.nbuy[lo]
     count = end - lo
-    sums = [_dd_diff(hi, lo_, lo + pair_seg, end + pair_seg) for hi, lo_ in zip(pre.hi, pre.lo, strict=True)]
-    ends = [hi[end + pair_seg] for hi in pre.hi]
+    sums = _dd_diff(pre.hi, pre.lo, lo + pair_seg, end + pair_seg)
+    ends = pre.hi[end + pair_seg]
     px = seg.price
     last = px[end - 1]
     start_price = np.where(lo > first, px[np.maximum(lo - 1, 0)], px[np.minimum(lo, len(px) - 1)])
     rows: list[WindowStats] = []
     cols = (lo.tolist(), end.tolist(), t_eval.tolist(), buys.tolist(), count.tolist(),
             last.tolist(), start_price.tolist())  # fmt: skip
-    sum_lists = [s.tolist() for s in sums]
-    end_lists = [e.tolist() for e in ends]
+    sum_rows, end_rows = sums.tolist(), ends.tolist()
     ts = seg.ts_ms
     for i, (s, e, t, nb, n, last_p, start_p) in enumerate(zip(*cols, strict=True)):
         if n == 0:
@@ -172,11 +181,11 @@ def _stats(
                                     last_p, 0.0, None, None, None, t))  # fmt: skip
             continue
         ns = n - nb
-        bv = sum_lists[0][i] if nb else 0.0
-        sv = sum_lists[1][i] if ns else 0.0
-        nv, am = sum_lists[2][i], sum_lists[3][i]
-        if ((nb and end_lists[0][i] > _EXACT_RATIO * bv) or (ns and end_lists[1][i] > _EXACT_RATIO * sv)
-                or end_lists[2][i] > _EXACT_RATIO * nv or end_lists[3][i] > _EXACT_RATIO * am):  # fmt: skip
+        bv, sv, nv, am = sum_rows[i]
+        bv, sv = (bv if nb else 0.0), (sv if ns else 0.0)
+        bh, sh, nh, ah = end_rows[i]
+        if ((nb and bh > _EXACT_RATIO * bv) or (ns and sh > _EXACT_RATIO * sv)
+                or nh > _EXACT_RATIO * nv or ah > _EXACT_RATIO * am):  # fmt: skip
             bv, sv, nv, am = _exact_sums(seg, s, e, nb, ns)
         window = slice(s, e)
         wallets = int(np.count_nonzero(prev_wallet[window] < s))
@@ -223,4 +232,4 @@ def evaluation_times(
     return times, np.repeat(steps, count)
 
 
-__all__ = ["Segments", "TsMs", "evaluation_times", "pair_stats"]
+__all__ = ["Segments", "TsMs", "evaluation_times", "pair_stats", "stable_order"]

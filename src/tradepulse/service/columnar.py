@@ -30,8 +30,8 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from tradepulse.adapters.wire_columns import TradeColumns, decode_columns
-from tradepulse.core.colstats import Segments, evaluation_times, pair_stats
+from tradepulse.adapters.wire_columns import Codes, TradeColumns, decode_columns
+from tradepulse.core.colstats import Segments, evaluation_times, pair_stats, stable_order
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TsMs
 from tradepulse.core.windows import AddResult, TokenWindows, WindowSpec, WindowStats
@@ -51,21 +51,8 @@ _FAR = np.int64(1 << 62)
 class _Table:
     """Every valid trade read, in read order; tokens and wallets as codes."""
 
-    names: dict[str, int] = field(default_factory=dict)
-    wallets: dict[str, int] = field(default_factory=dict)
+    codes: Codes = field(default_factory=lambda: Codes({}, {}))
     chunks: list[TradeColumns] = field(default_factory=list)
-    token_codes: list[I64] = field(default_factory=list)
-    wallet_codes: list[I64] = field(default_factory=list)
-
-    def add(self, cols: TradeColumns) -> None:
-        names, wallets = self.names, self.wallets
-        put_name, put_wallet = names.setdefault, wallets.setdefault
-        self.chunks.append(cols)
-        n = len(cols)
-        self.token_codes.append(np.fromiter(
-            [put_name(s, len(names)) for s in cols.token], np.int64, n))  # fmt: skip
-        self.wallet_codes.append(np.fromiter(
-            [put_wallet(s, len(wallets)) for s in cols.wallet], np.int64, n))  # fmt: skip
 
 
 def replay_columnar(
@@ -110,13 +97,13 @@ def _read(
     rejected: Counter[str] = Counter()
     read = 0
     while lines := stream.readlines(_CHUNK_BYTES):
-        cols, bad = decode_columns(lines, read + 1, now_ms, max_future_skew_ms)
+        cols, bad = decode_columns(lines, read + 1, now_ms, max_future_skew_ms, table.codes)
         read += len(lines)
         for line_no, exc in bad:
             rejected[exc.reason] += 1
             if on_reject is not None:
                 on_reject(line_no, exc)
-        table.add(cols)
+        table.chunks.append(cols)
         if on_progress is not None:
             on_progress(read)
     return table, read, rejected
@@ -130,9 +117,9 @@ class _Run:
     ) -> None:
         self.specs = specs
         self.longest_ms = specs[-1].duration_ms
-        self.names = list(table.names)
+        self.names = list(table.codes.tokens)
         self.table = table
-        self.token = np.concatenate(table.token_codes)
+        self.token = np.concatenate([c.token for c in table.chunks])
         self.ts = np.concatenate([c.ts_ms for c in table.chunks])
         self.watermark = np.maximum.accumulate(self.ts)
         self.final_ms = int(self.watermark[-1])
@@ -150,7 +137,7 @@ class _Run:
     def lines(self) -> list[SnapshotLine]:
         """Every snapshot line, in output order."""
         live = np.flatnonzero(~self.late_mask)
-        by_token = live[np.argsort(self.token[live], kind="stable")]
+        by_token = live[stable_order(self.token[live])]
         special = self._special_tokens(live, by_token)
         simple_rows = by_token[~special[self.token[by_token]]]
         rows = self._simple(simple_rows) + self._special(np.flatnonzero(special))
@@ -170,7 +157,7 @@ class _Run:
         back = (tok[1:] == tok[:-1]) & (ts[1:] < ts[:-1])
         special[tok[1:][back]] = True
         keys = self._identity_hashes()[live]
-        order = np.argsort(keys, kind="stable")
+        order = np.argsort(keys)  # only which rows repeat a key matters
         repeat = keys[order[1:]] == keys[order[:-1]]
         special[self.token[live[order[1:][repeat]]]] = True
         return special
@@ -179,8 +166,8 @@ class _Run:
         """A hash of ``(token, tx_hash, event_index)`` per trade (equal identities, equal
         hashes; a collision only sends a token to the exact per-token path)."""
         parts = []
-        for cols, codes in zip(self.table.chunks, self.table.token_codes, strict=True):
-            n = len(cols)
+        for cols in self.table.chunks:
+            n, codes = len(cols), cols.token
             tx = np.fromiter(map(hash, cols.tx_hash), np.int64, n)
             ev = np.fromiter(map(hash, cols.event_index), np.int64, n)
             parts.append(tx * np.int64(1_000_003) + ev * np.int64(8_191) + codes)
@@ -201,7 +188,7 @@ class _Run:
         zero = np.zeros(len(rows))
         seg = Segments(
             start=starts, ts_ms=self.ts[rows], price=self._column("price_usd")[rows],
-            is_buy=buy, wallet=np.concatenate(self.table.wallet_codes)[rows],
+            is_buy=buy, wallet=np.concatenate([c.wallet for c in self.table.chunks])[rows],
             buy_volume=np.where(buy, volume, zero), sell_volume=np.where(buy, zero, volume),
             native_amount=self._column("native_amount")[rows],
             token_amount=self._column("token_amount")[rows],
@@ -275,10 +262,11 @@ class _Run:
         bounds = np.cumsum([0] + [len(c) for c in self.table.chunks])
         which = np.searchsorted(bounds, rows, side="right") - 1
         trades = []
+        wallets = list(self.table.codes.wallets)
         for r, c in zip(rows.tolist(), which.tolist(), strict=True):
             cols, i = self.table.chunks[c], r - int(bounds[c])
             trades.append(Trade(
-                cols.token[i], cols.wallet[i], bool(cols.is_buy[i]),
+                self.names[cols.token[i]], wallets[cols.wallet[i]], bool(cols.is_buy[i]),
                 float(cols.native_amount[i]), float(cols.token_amount[i]),
                 float(cols.price_usd[i]), float(cols.volume_usd[i]), int(cols.ts_ms[i]),
                 cols.tx_hash[i], cols.event_index[i],
