@@ -115,7 +115,7 @@ def _previous(keys: I64) -> I64:
     return prev
 
 
-def _window_starts(ts: I64, first: I64, end: I64, cut_ms: I64) -> I64:
+def window_starts(ts: I64, first: I64, end: I64, cut_ms: I64) -> I64:
     """Per pair, the first position in ``[first, end)`` with time ``> cut_ms`` (``end`` if
     none): a binary search run on every pair at once."""
     lo, hi = first.copy(), end.copy()
@@ -143,7 +143,7 @@ def pair_stats(
     first = seg.start[pair_seg]
     out: list[dict[str, WindowStats]] = [{} for _ in range(len(pair_seg))]
     for spec in specs:
-        lo = _window_starts(seg.ts_ms, first, pair_end, pair_t - spec.duration_ms)
+        lo = window_starts(seg.ts_ms, first, pair_end, pair_t - spec.duration_ms)
         stats = _stats(seg, pre, pair_seg, first, lo, pair_end, pair_t,
                        prev_wallet, prev_side)  # fmt: skip
         for row, st in zip(out, stats, strict=True):
@@ -232,4 +232,4 @@ def evaluation_times(
     return times, np.repeat(steps, count)
 
 
-__all__ = ["Segments", "TsMs", "evaluation_times", "pair_stats", "stable_order"]
+__all__ = ["Segments", "TsMs", "evaluation_times", "pair_stats", "stable_order", "window_starts"]

@@ -31,7 +31,13 @@ import numpy as np
 import numpy.typing as npt
 
 from tradepulse.adapters.wire_columns import Codes, TradeColumns, decode_columns
-from tradepulse.core.colstats import Segments, evaluation_times, pair_stats, stable_order
+from tradepulse.core.colstats import (
+    Segments,
+    evaluation_times,
+    pair_stats,
+    stable_order,
+    window_starts,
+)
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TsMs
 from tradepulse.core.windows import AddResult, TokenWindows, WindowSpec, WindowStats
@@ -109,6 +115,27 @@ def _read(
     return table, read, rejected
 
 
+def _needed(
+    ts: I64, starts: I64, seg_of: I64, pair_pos: I64, cut_ms: I64
+) -> tuple[I64, I64, I64, I64]:
+    """The positions the pairs can read: per segment with a pair, from the one before the
+    earliest start of a longest window (it gives a start price) to the latest newest
+    position. Returns them, the start of each kept segment among them, and each pair's
+    segment and newest position renumbered."""
+    pair_seg = seg_of[pair_pos]
+    lo = window_starts(ts, starts[pair_seg], pair_pos + 1, cut_ms)
+    segs, first = np.unique(pair_seg, return_inverse=True)
+    need_lo = np.full(len(segs), len(ts), dtype=np.int64)
+    np.minimum.at(need_lo, first, lo - 1)
+    need_lo = np.maximum(need_lo, starts[segs])
+    need_hi = np.zeros(len(segs), dtype=np.int64)
+    np.maximum.at(need_hi, first, pair_pos + 1)
+    sizes = need_hi - need_lo
+    kept_starts = np.concatenate(([0], np.cumsum(sizes)))
+    keep = np.repeat(need_lo - kept_starts[:-1], sizes) + np.arange(int(kept_starts[-1]))
+    return keep, kept_starts, first, pair_pos - need_lo[first] + kept_starts[first]
+
+
 class _Run:
     """The classification of tokens and the evaluation of both kinds (module docstring)."""
 
@@ -183,44 +210,55 @@ class _Run:
             return []
         tok = self.token[rows]
         starts = np.concatenate(([0], np.flatnonzero(tok[1:] != tok[:-1]) + 1, [len(rows)]))
+        ts = self.ts[rows]
+        pair_pos, pair_k = self._pairs(rows, ts, starts)
+        seg_of = np.repeat(np.arange(len(starts) - 1, dtype=np.int64), np.diff(starts))
+        keep, kept_starts, pair_seg, pair_pos = _needed(
+            ts, starts, seg_of, pair_pos, self._times(pair_k) - self.longest_ms
+        )
+        stats = pair_stats(self._segments(rows[keep], kept_starts), self.specs, pair_seg,
+                           pair_pos + 1, self._times(pair_k))  # fmt: skip
+        codes = tok[keep[kept_starts[:-1]]][pair_seg].tolist()
+        return list(zip(pair_k.tolist(), codes, stats, strict=True))
+
+    def _times(self, k: I64) -> I64:
+        """Evaluation time of each evaluation index (the last one is the final snapshot)."""
+        out: I64 = np.concatenate((self.snap_ms, [self.final_ms]))[k]
+        return out
+
+    def _segments(self, rows: I64, starts: I64) -> Segments:
         buy = np.concatenate([c.is_buy for c in self.table.chunks])[rows]
         volume = self._column("volume_usd")[rows]
         zero = np.zeros(len(rows))
-        seg = Segments(
+        return Segments(
             start=starts, ts_ms=self.ts[rows], price=self._column("price_usd")[rows],
             is_buy=buy, wallet=np.concatenate([c.wallet for c in self.table.chunks])[rows],
             buy_volume=np.where(buy, volume, zero), sell_volume=np.where(buy, zero, volume),
             native_amount=self._column("native_amount")[rows],
             token_amount=self._column("token_amount")[rows],
         )  # fmt: skip
-        seg_of = np.repeat(np.arange(len(starts) - 1, dtype=np.int64), np.diff(starts))
-        pair_seg, pair_pos, pair_k = self._pairs(rows, seg, seg_of)
-        times = np.concatenate((self.snap_ms, [self.final_ms]))[pair_k]
-        stats = pair_stats(seg, self.specs, pair_seg, pair_pos + 1, times)
-        codes = tok[starts[:-1]][pair_seg].tolist()
-        return list(zip(pair_k.tolist(), codes, stats, strict=True))
 
-    def _pairs(self, rows: I64, seg: Segments, seg_of: I64) -> tuple[I64, I64, I64]:
-        """(segment, newest position read, evaluation index) of every line: a trade is its
-        token's newest read while the snapshots taken from its read until the next trade
-        of the token is read, and while it is inside the longest window."""
+    def _pairs(self, rows: I64, ts: I64, starts: I64) -> tuple[I64, I64]:
+        """(newest position read, evaluation index) of every line: a trade is its token's
+        newest read for the snapshots taken from its read until the token's next trade is
+        read, while it is inside the longest window; the final snapshot has every token
+        whose newest trade is inside the longest window."""
+        last = starts[1:] - 1
+        final = last[ts[last] > self.final_ms - self.longest_ms]
+        n_snap = len(self.snap_ms)
+        final_k = np.full(len(final), n_snap, dtype=np.int64)
+        if not n_snap:
+            return final, final_k
         is_last = np.zeros(len(rows), dtype=np.bool_)
-        is_last[seg.start[1:] - 1] = True
+        is_last[last] = True
         following = np.append(rows[1:], rows[-1])  # the token's next trade read
         next_read = np.where(is_last, _FAR, self.watermark[following])
-        upper = np.minimum(next_read, seg.ts_ms + self.longest_ms)
+        upper = np.minimum(next_read, ts + self.longest_ms)
         a = np.searchsorted(self.snap_ms, self.watermark[rows], side="left")
-        b = np.searchsorted(self.snap_ms, upper, side="left")
-        count = np.maximum(b - a, 0)
-        total = int(count.sum())
+        count = np.maximum(np.searchsorted(self.snap_ms, upper, side="left") - a, 0)
         pos = np.repeat(np.arange(len(rows), dtype=np.int64), count)
-        k = np.repeat(a, count) + np.arange(total, dtype=np.int64) - np.repeat(
-            np.cumsum(count) - count, count)  # fmt: skip
-        last = seg.start[1:] - 1
-        final = last[seg.ts_ms[last] > self.final_ms - self.longest_ms]
-        pos = np.concatenate((pos, final))
-        k = np.concatenate((k, np.full(len(final), len(self.snap_ms), dtype=np.int64)))
-        return seg_of[pos], pos, k
+        k = np.repeat(a - (np.cumsum(count) - count), count) + np.arange(len(pos))
+        return np.concatenate((pos, final)), np.concatenate((k, final_k))
 
     def _special(self, codes: I64) -> list[tuple[int, int, dict[str, WindowStats]]]:
         """Lines of the other tokens, each through its own ``TokenWindows``."""
