@@ -60,6 +60,7 @@ class Codes:
     wallets: dict[str, int]
 
     def code(self, names: list[str], *, wallets: bool = False) -> I64:
+        """The code of each of ``names`` (new names get the next codes)."""
         table = self.wallets if wallets else self.tokens
         put = table.setdefault
         return np.fromiter([put(s, len(table)) for s in names], np.int64, len(names))
