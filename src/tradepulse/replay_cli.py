@@ -116,9 +116,9 @@ def replay_cmd(
         typer.Option(
             "--engine",
             help="auto, object or columnar. columnar computes the window statistics from "
-            "NumPy columns of the whole file (same output; one process; not with bars, "
-            "indicators or rules); auto uses it for a final snapshot only (no "
-            "--snapshot-every) unless --processes asks for more than one.",
+            "NumPy columns of the whole file, decoded by --processes processes (same "
+            "output; not with bars, indicators or rules); auto uses it for a final "
+            "snapshot only (no --snapshot-every).",
         ),
     ] = "auto",
     scan_interval: Annotated[
@@ -153,7 +153,7 @@ def replay_cmd(
         _check_bar_outputs(out, bars_out, indicators_out, processes, alerts_out)
     rule_set = _load_rules(rules, specs) if rules is not None else None
     shards = 1 if want_bars or rule_set is not None else _shards(processes, file)
-    columnar = _use_columnar(engine, processes, every_ms, extras=want_bars or rules is not None)
+    columnar = _use_columnar(engine, every_ms, extras=want_bars or rules is not None)
     tune_gc_for_throughput()
     started = time.perf_counter()
     market = Market(specs)  # lives until the process exits (see _fast_exit)
@@ -188,6 +188,8 @@ def replay_cmd(
                         on_progress=(lambda _n: progress.update(task, completed=stream.tell()))
                         if progress and task is not None
                         else None,
+                        path=None if file == "-" else file,
+                        processes=shards,
                     )
                 elif shards > 1:
                     summary = replay_sharded(
@@ -231,20 +233,18 @@ def replay_cmd(
 _ENGINES = ("auto", "object", "columnar")
 
 
-def _use_columnar(engine: str, processes: int, every_ms: int | None, *, extras: bool) -> bool:
+def _use_columnar(engine: str, every_ms: int | None, *, extras: bool) -> bool:
     """Whether the replay runs on the columnar engine (see ``--engine``)."""
     if engine not in _ENGINES:
         raise typer.BadParameter(f"expected one of {', '.join(_ENGINES)}", param_hint="--engine")
     if engine == "auto":
-        return not extras and every_ms is None and processes <= 1
+        return not extras and every_ms is None
     if engine == "columnar" and extras:
         raise typer.BadParameter(
             "the columnar engine writes window statistics only: use --engine object with "
             "--bars-out, --indicators-out or --rules",
             param_hint="--engine",
         )
-    if engine == "columnar" and processes > 1:
-        raise typer.BadParameter("the columnar engine runs in one process", param_hint="--engine")
     return engine == "columnar"
 
 

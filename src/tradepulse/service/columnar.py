@@ -22,15 +22,12 @@ result by construction. Lines are written per snapshot time in token-name order,
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from tradepulse.adapters.wire_columns import Codes, TradeColumns, decode_columns
 from tradepulse.core.colstats import (
     Segments,
     evaluation_times,
@@ -41,6 +38,7 @@ from tradepulse.core.colstats import (
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TsMs
 from tradepulse.core.windows import AddResult, TokenWindows, WindowSpec, WindowStats
+from tradepulse.service.columnar_read import TradeTable, read_table
 from tradepulse.service.replay import (
     ProgressHandler,
     RejectHandler,
@@ -49,16 +47,7 @@ from tradepulse.service.replay import (
 )
 
 I64 = npt.NDArray[np.int64]
-_CHUNK_BYTES = 4 << 20
 _FAR = np.int64(1 << 62)
-
-
-@dataclass
-class _Table:
-    """Every valid trade read, in read order; tokens and wallets as codes."""
-
-    codes: Codes = field(default_factory=lambda: Codes({}, {}))
-    chunks: list[TradeColumns] = field(default_factory=list)
 
 
 def replay_columnar(
@@ -71,11 +60,15 @@ def replay_columnar(
     max_future_skew_ms: int = 5_000,
     on_reject: RejectHandler | None = None,
     on_progress: ProgressHandler | None = None,
+    path: str | None = None,
+    processes: int = 1,
 ) -> ReplaySummary:
     """What ``replay(stream, Market(specs), out, ...)`` writes and returns, without bars
-    or rules; see the module docstring."""
-    table, read, rejected = _read(stream, now_ms, max_future_skew_ms, on_reject, on_progress)
-    summary = ReplaySummary(read=read, rejected=dict(rejected))
+    or rules; see the module docstring. ``stream`` is the file at ``path`` when given:
+    then ``processes`` decode it (``service.columnar_read``)."""
+    table = read_table(stream, now_ms, max_future_skew_ms, on_reject=on_reject,
+                       on_progress=on_progress, path=path, parts=processes)  # fmt: skip
+    summary = ReplaySummary(read=table.read, rejected=dict(table.rejected))
     if not table.chunks or not sum(len(c) for c in table.chunks):
         return summary
     run = _Run(table, specs, snapshot_every_ms)
@@ -90,29 +83,6 @@ def replay_columnar(
     summary.snapshot_lines = len(lines)
     summary.last_trade_ms = run.final_ms
     return summary
-
-
-def _read(
-    stream: BinaryIO,
-    now_ms: TsMs,
-    max_future_skew_ms: int,
-    on_reject: RejectHandler | None,
-    on_progress: ProgressHandler | None,
-) -> tuple[_Table, int, Counter[str]]:
-    table = _Table()
-    rejected: Counter[str] = Counter()
-    read = 0
-    while lines := stream.readlines(_CHUNK_BYTES):
-        cols, bad = decode_columns(lines, read + 1, now_ms, max_future_skew_ms, table.codes)
-        read += len(lines)
-        for line_no, exc in bad:
-            rejected[exc.reason] += 1
-            if on_reject is not None:
-                on_reject(line_no, exc)
-        table.chunks.append(cols)
-        if on_progress is not None:
-            on_progress(read)
-    return table, read, rejected
 
 
 def _needed(
@@ -140,7 +110,7 @@ class _Run:
     """The classification of tokens and the evaluation of both kinds (module docstring)."""
 
     def __init__(
-        self, table: _Table, specs: tuple[WindowSpec, ...], every_ms: int | None
+        self, table: TradeTable, specs: tuple[WindowSpec, ...], every_ms: int | None
     ) -> None:
         self.specs = specs
         self.longest_ms = specs[-1].duration_ms
