@@ -85,7 +85,8 @@ def test_columnar_engine_bad_combination_exits_2_naming_the_option(
     tmp_path: Path, options: list[str], named: bytes
 ) -> None:
     path = tmp_path / "t.jsonl"
-    path.write_text('{"token":"A","wallet":"w","sell_buy":"buy","native_amount":1,'
-                    '"token_amount":1,"price_usd":1,"trans_time":1700000000000,"tx_hash":"h"}\n')  # fmt: skip
+    trade = {"token": "A", "wallet": "w", "sell_buy": "buy", "native_amount": 1,
+             "token_amount": 1, "price_usd": 1, "trans_time": 1_700_000_000_000, "tx_hash": "h"}
+    path.write_text(json.dumps(trade) + "\n")
     result = run(str(path), *[o if o != "b.jsonl" else str(tmp_path / o) for o in options])
     assert result.returncode == 2 and named in result.stderr

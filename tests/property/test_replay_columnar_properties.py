@@ -111,7 +111,9 @@ def _file(rows: list[Row], in_order: set[int]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _run(data: bytes, every_ms: int | None, *, columnar: bool) -> tuple[bytes, list[str], ReplaySummary]:
+def _run(
+    data: bytes, every_ms: int | None, *, columnar: bool
+) -> tuple[bytes, list[str], ReplaySummary]:
     out = io.BytesIO()
     rejected: list[str] = []
 

@@ -14,13 +14,11 @@ numbers are the object path's by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
-
-from typing import Annotated
-
 from msgspec import Meta
 
 from tradepulse.adapters.wire import decode_batch
@@ -31,7 +29,6 @@ from tradepulse.core.types import TsMs
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B1 = npt.NDArray[np.bool_]
-
 
 
 class _EpochWireTrade(msgspec.Struct, frozen=True, gc=False):

@@ -21,6 +21,7 @@ for buyers and sellers) is before ``lo``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -79,7 +80,7 @@ def _prefixes(seg: Segments) -> _Prefixes:
     """The four sums' prefixes, each segment's four columns at once."""
     x = np.stack((seg.buy_volume, seg.sell_volume, seg.native_amount, seg.token_amount), axis=1)
     bounds = seg.start.tolist()
-    parts = [_dd_prefix(x[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    parts = [_dd_prefix(x[a:b]) for a, b in itertools.pairwise(bounds)]
     hi = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 4))
     lo = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 4))
     nbuy = np.concatenate(([0], np.cumsum(seg.is_buy, dtype=np.int64)))
@@ -212,9 +213,7 @@ def _exact_sums(seg: Segments, s: int, e: int, nb: int, ns: int) -> tuple[float,
     )
 
 
-def evaluation_times(
-    watermarks: I64, every_ms: int, longest_ms: int
-) -> tuple[I64, I64]:
+def evaluation_times(watermarks: I64, every_ms: int, longest_ms: int) -> tuple[I64, I64]:
     """Snapshot times on the event clock and, for each, how many trades were read before
     it was taken (see ``service.replay``): every multiple ``M`` of ``every_ms`` with
     ``first trade time <= M < last trade time`` at which some trade read before could still
@@ -227,7 +226,9 @@ def evaluation_times(
     highs = np.minimum(watermarks[steps], lows + longest_ms)
     first_k = -(-lows // every_ms)
     count = np.maximum(-(-highs // every_ms) - first_k, 0)
-    offsets = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    offsets = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(count) - count, count
+    )
     times = (np.repeat(first_k, count) + offsets) * every_ms
     return times, np.repeat(steps, count)
 

@@ -280,4 +280,3 @@ class _Run:
                 cols.tx_hash[i], cols.event_index[i],
             ))  # fmt: skip
         return trades
-

@@ -10,6 +10,7 @@ gives (decoding is per line, so where a range starts changes nothing).
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 from collections import Counter
@@ -66,7 +67,7 @@ def read_table(
     assert path is not None
     ctx = multiprocessing.get_context("fork")
     pipes: list[tuple[Connection, multiprocessing.process.BaseProcess]] = []
-    for start, end in zip(bounds[1:-1], bounds[2:], strict=True):
+    for start, end in itertools.pairwise(bounds[1:]):
         receive, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=_part_main, args=(path, start, end, now_ms,
                                                     max_future_skew_ms, send))  # fmt: skip
@@ -74,9 +75,9 @@ def read_table(
         send.close()
         pipes.append((receive, proc))
     _read_range(stream, table, now_ms, max_future_skew_ms, on_reject, on_progress, bounds[1])
-    for receive, proc in pipes:
+    for receive, child in pipes:
         part: _Part = receive.recv()
-        proc.join()
+        child.join()
         _append(table, part, on_reject)
     return table
 
@@ -162,5 +163,3 @@ def _append(table: TradeTable, part: _Part, on_reject: RejectHandler | None) -> 
         if on_reject is not None:
             on_reject(table.read + line_no, exc)
     table.read += part.read
-
-
