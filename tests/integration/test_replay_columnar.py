@@ -49,6 +49,10 @@ def synthetic_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines[30_000:30_000] = [b"[]\n", b'{"token": "Y", "price_usd": 0}\n']  # second half
     lines[1_000:1_000] = [b"{oops\n", b"\n", b'{"token": "X", "price_usd": -1}\n']
     lines.append(lines[5])  # a resend of an early trade: late by the end
+    lines.append(lines[39_000])  # a resend still in the windows: a duplicate
+    moved = json.loads(lines[39_500])  # a trade read out of time order
+    moved.update(trans_time=moved["trans_time"] - 20_000, tx_hash="moved")
+    lines.append(json.dumps(moved).encode() + b"\n")
     path.write_bytes(b"".join(lines))
     return path
 
@@ -57,6 +61,8 @@ def test_columnar_engine_synthetic_file_final_snapshot_equals_object_engine(
     synthetic_file: Path,
 ) -> None:
     out = assert_engines_agree(synthetic_file, "--windows", "1min,5min")
+    summary = dict(SUMMARY.findall(run(str(synthetic_file), "--windows", "1min,5min").stderr))
+    assert (summary[b"duplicates"], summary[b"late"], summary[b"rejected"]) == (b"1", b"1", b"4")
     finals = [json.loads(line) for line in out.splitlines()]
     assert len(finals) > 100 and all(line["final"] for line in finals)
 

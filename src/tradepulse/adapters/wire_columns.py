@@ -64,6 +64,24 @@ class Codes:
 
 
 @dataclass(frozen=True, slots=True)
+class PackedStrings:
+    """A list of strings as one string and the end of each (cheap to send to another
+    process); ``packed[i]`` is the ``i``-th string."""
+
+    joined: str
+    ends: I64
+
+    @classmethod
+    def pack(cls, strings: list[str]) -> PackedStrings:
+        lengths = np.fromiter(map(len, strings), np.int64, len(strings))
+        return cls("".join(strings), np.cumsum(lengths))
+
+    def __getitem__(self, i: int) -> str:
+        start = int(self.ends[i - 1]) if i else 0
+        return self.joined[start : int(self.ends[i])]
+
+
+@dataclass(frozen=True, slots=True)
 class TradeColumns:
     """Valid trades of one chunk, in read order (row ``i`` is the ``i``-th valid trade);
     tokens and wallets as ``Codes``."""
@@ -76,8 +94,9 @@ class TradeColumns:
     price_usd: F64
     volume_usd: F64
     ts_ms: I64
-    tx_hash: list[str]
+    tx_hash: list[str] | PackedStrings
     event_index: list[int]
+    identity: I64  # hash of (tx_hash, event_index): equal identities, equal hashes
 
     def __len__(self) -> int:
         return len(self.token)
@@ -128,8 +147,9 @@ def _fast_columns(lines: list[bytes], latest_ms: TsMs, codes: Codes) -> TradeCol
         price_usd=price,
         volume_usd=volume,
         ts_ms=ts,
-        tx_hash=[w.tx_hash for w in wires],
-        event_index=[w.event_index for w in wires],
+        tx_hash=(tx := [w.tx_hash for w in wires]),
+        event_index=(events := [w.event_index for w in wires]),
+        identity=_identity(tx, events),
     )
 
 
@@ -157,6 +177,14 @@ def columns_of(trades: list[Trade], codes: Codes) -> TradeColumns:
         price_usd=np.fromiter((t.price_usd for t in trades), np.float64, n),
         volume_usd=np.fromiter((t.volume_usd for t in trades), np.float64, n),
         ts_ms=np.fromiter((t.ts_ms for t in trades), np.int64, n),
-        tx_hash=[t.tx_hash for t in trades],
-        event_index=[t.event_index for t in trades],
+        tx_hash=(tx := [t.tx_hash for t in trades]),
+        event_index=(events := [t.event_index for t in trades]),
+        identity=_identity(tx, events),
     )
+
+
+def _identity(tx_hash: list[str], event_index: list[int]) -> I64:
+    n = len(tx_hash)
+    tx = np.fromiter(map(hash, tx_hash), np.int64, n)
+    out: I64 = tx * np.int64(1_000_003) + np.fromiter(map(hash, event_index), np.int64, n)
+    return out

@@ -162,13 +162,9 @@ class _Run:
     def _identity_hashes(self) -> I64:
         """A hash of ``(token, tx_hash, event_index)`` per trade (equal identities, equal
         hashes; a collision only sends a token to the exact per-token path)."""
-        parts = []
-        for cols in self.table.chunks:
-            n, codes = len(cols), cols.token
-            tx = np.fromiter(map(hash, cols.tx_hash), np.int64, n)
-            ev = np.fromiter(map(hash, cols.event_index), np.int64, n)
-            parts.append(tx * np.int64(1_000_003) + ev * np.int64(8_191) + codes)
-        return np.concatenate(parts)
+        identity: I64 = np.concatenate([c.identity for c in self.table.chunks])
+        out: I64 = identity * np.int64(8_191) + self.token
+        return out
 
     def _column(self, name: str) -> npt.NDArray[np.float64]:
         return np.concatenate([getattr(c, name) for c in self.table.chunks])

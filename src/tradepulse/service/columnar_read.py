@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import BinaryIO
 
-from tradepulse.adapters.wire_columns import Codes, TradeColumns, decode_columns
+from tradepulse.adapters.wire_columns import Codes, PackedStrings, TradeColumns, decode_columns
 from tradepulse.core.errors import InvalidTradeError
 from tradepulse.core.types import TsMs
 from tradepulse.service.replay import ProgressHandler, RejectHandler
@@ -144,7 +144,9 @@ def _part_main(
     with open(path, "rb") as stream:
         stream.seek(start)
         _read_range(stream, table, now_ms, max_future_skew_ms, on_reject, None, end)
-    send.send(_Part(table.chunks, list(table.codes.tokens), list(table.codes.wallets),
+    chunks = [replace(c, tx_hash=PackedStrings.pack(c.tx_hash))
+              if isinstance(c.tx_hash, list) else c for c in table.chunks]  # fmt: skip
+    send.send(_Part(chunks, list(table.codes.tokens), list(table.codes.wallets),
                     table.read, rejects))  # fmt: skip
     send.close()
     os._exit(0)  # skip the parent's exit handlers (forked)
