@@ -9,9 +9,9 @@ tokens with Zipf popularity, written once as JSON Lines. Cases, each in a fresh 
 * ``engine-final``: the engine alone, final snapshot only
 * ``replay``: ``tradepulse replay FILE --out /dev/null -j 1 --engine object`` (final
   snapshot only, one ``Trade`` object per line)
-* ``replay-columnar``: ``tradepulse replay FILE --out /dev/null --engine columnar``
+* ``replay-columnar``: ``tradepulse replay FILE --out /dev/null --engine columnar -j 1``
 * ``replay-auto``: ``tradepulse replay FILE --out /dev/null``, the default options (for a
-  final snapshot only: the columnar engine)
+  final snapshot only: the columnar engine, the file decoded by one process per core)
 * ``naive``: a naive prototype of the replay on the same file (the yardstick)
 
 Every case is repeated K times (default 3) and the best run is reported; the ratios
@@ -72,7 +72,7 @@ def case(name: str, path: Path) -> dict[str, object]:
 
 _REPLAY_OPTIONS = {
     "replay": ["-j", "1", "--engine", "object"],
-    "replay-columnar": ["--engine", "columnar"],
+    "replay-columnar": ["--engine", "columnar", "-j", "1"],
     "replay-auto": [],
 }
 

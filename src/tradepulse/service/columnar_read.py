@@ -117,11 +117,19 @@ def _read_range(
             table.rejected[exc.reason] += 1
             if on_reject is not None:
                 on_reject(line_no, exc)
-        table.chunks.append(cols)
+        table.chunks.append(_packed(cols))
         if on_progress is not None:
             on_progress(table.read)
         if end is not None and position >= end:
             return
+
+
+def _packed(cols: TradeColumns) -> TradeColumns:
+    """``cols`` with its tx hashes as one string: a fraction of the memory of a million
+    string objects, and nothing else needs them one by one."""
+    if isinstance(cols.tx_hash, PackedStrings):
+        return cols
+    return replace(cols, tx_hash=PackedStrings.pack(cols.tx_hash))
 
 
 def _cut(lines: list[bytes], excess: int) -> list[bytes]:
@@ -144,9 +152,7 @@ def _part_main(
     with open(path, "rb") as stream:
         stream.seek(start)
         _read_range(stream, table, now_ms, max_future_skew_ms, on_reject, None, end)
-    chunks = [replace(c, tx_hash=PackedStrings.pack(c.tx_hash))
-              if isinstance(c.tx_hash, list) else c for c in table.chunks]  # fmt: skip
-    send.send(_Part(chunks, list(table.codes.tokens), list(table.codes.wallets),
+    send.send(_Part(table.chunks, list(table.codes.tokens), list(table.codes.wallets),
                     table.read, rejects))  # fmt: skip
     send.close()
     os._exit(0)  # skip the parent's exit handlers (forked)
