@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import sys
 import time
@@ -118,7 +119,7 @@ def replay_cmd(
             help="auto, object or columnar. columnar computes the window statistics from "
             "NumPy columns of the whole file, decoded by --processes processes (same "
             "output; not with bars, indicators or rules); auto uses it for a final "
-            "snapshot only (no --snapshot-every).",
+            "snapshot only (no --snapshot-every) of a file of at most 1 GiB.",
         ),
     ] = "auto",
     scan_interval: Annotated[
@@ -153,7 +154,7 @@ def replay_cmd(
         _check_bar_outputs(out, bars_out, indicators_out, processes, alerts_out)
     rule_set = _load_rules(rules, specs) if rules is not None else None
     shards = 1 if want_bars or rule_set is not None else _shards(processes, file)
-    columnar = _use_columnar(engine, every_ms, extras=want_bars or rules is not None)
+    columnar = _use_columnar(engine, file, every_ms, extras=want_bars or rules is not None)
     tune_gc_for_throughput()
     started = time.perf_counter()
     market = Market(specs)  # lives until the process exits (see _fast_exit)
@@ -233,12 +234,15 @@ def replay_cmd(
 _ENGINES = ("auto", "object", "columnar")
 
 
-def _use_columnar(engine: str, every_ms: int | None, *, extras: bool) -> bool:
+_COLUMNAR_AUTO_MAX_BYTES = 1 << 30  # the columnar engine holds the whole file as columns
+
+
+def _use_columnar(engine: str, file: str, every_ms: int | None, *, extras: bool) -> bool:
     """Whether the replay runs on the columnar engine (see ``--engine``)."""
     if engine not in _ENGINES:
         raise typer.BadParameter(f"expected one of {', '.join(_ENGINES)}", param_hint="--engine")
     if engine == "auto":
-        return not extras and every_ms is None
+        return not extras and every_ms is None and _file_size(file) <= _COLUMNAR_AUTO_MAX_BYTES
     if engine == "columnar" and extras:
         raise typer.BadParameter(
             "the columnar engine writes window statistics only: use --engine object with "
@@ -337,6 +341,16 @@ def _fast_exit() -> None:
 
 
 _AUTO_SHARD_BYTES = 16 << 20
+
+
+def _file_size(file: str) -> float:
+    """The size of ``file`` in bytes; infinite for standard input (or unknown)."""
+    if file == "-":
+        return math.inf
+    try:
+        return Path(file).stat().st_size
+    except OSError:
+        return math.inf  # reported when the file is opened
 
 
 def _shards(processes: int, file: str) -> int:
