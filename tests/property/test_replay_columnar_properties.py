@@ -34,6 +34,8 @@ ODD_LINES = [
     "[1, 2]",
     '{"token":"T0","wallet":"w","sell_buy":"hold","native_amount":1,"token_amount":1,'
     '"price_usd":1,"trans_time":1700000000000,"tx_hash":"z"}',
+    '{"token":"T0","wallet":"w","sell_buy":"buy","native_amount":1,"token_amount":1,'
+    '"price_usd":1,"trans_time":1700000000000,"tx_hash":"y"} {"token":"T0"}',
 ]
 magnitudes = st.sampled_from([1e-9, 1e-3, 0.5, 1.0, 3.0, 1e3, 1e9])
 
