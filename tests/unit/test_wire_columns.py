@@ -34,11 +34,11 @@ CHUNKS = {
         line(sell_buy="SELL"),
         line(trans_time="2023-11-14T22:13:20.5Z"),
         line(trans_time=1_700_000_000.25),
-    ],  # fmt: skip
+    ],
     "future and overflow": [
         line(trans_time=NOW_MS + 60_000),
         line(token_amount=1e300, price_usd=1e300),
-    ],  # fmt: skip
+    ],
     "two on one line": [line().rstrip(b"\n") + b" " + line()],
 }
 
