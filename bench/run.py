@@ -10,8 +10,9 @@ tokens with Zipf popularity, written once as JSON Lines. Cases, each in a fresh 
 * ``replay``: ``tradepulse replay FILE --out /dev/null -j 1 --engine object`` (final
   snapshot only, one ``Trade`` object per line)
 * ``replay-columnar``: ``tradepulse replay FILE --out /dev/null --engine columnar -j 1``
+* ``replay-columnar-2``: the same with ``-j 2`` (the file decoded by two processes)
 * ``replay-auto``: ``tradepulse replay FILE --out /dev/null``, the default options (for a
-  final snapshot only: the columnar engine, the file decoded by one process per core)
+  final snapshot only: the columnar engine, one process)
 * ``naive``: a naive prototype of the replay on the same file (the yardstick)
 
 Every case is repeated K times (default 3) and the best run is reported; the ratios
@@ -73,6 +74,7 @@ def case(name: str, path: Path) -> dict[str, object]:
 _REPLAY_OPTIONS = {
     "replay": ["-j", "1", "--engine", "object"],
     "replay-columnar": ["--engine", "columnar", "-j", "1"],
+    "replay-columnar-2": ["--engine", "columnar", "-j", "2"],
     "replay-auto": [],
 }
 
@@ -100,7 +102,8 @@ def main() -> None:
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--cases", default="engine,engine-final,replay,replay-columnar,replay-auto,naive"
+        "--cases",
+        default="engine,engine-final,replay,replay-columnar,replay-columnar-2,replay-auto,naive",
     )
     args = parser.parse_args()
     console = Console()

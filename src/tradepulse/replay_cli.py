@@ -70,7 +70,8 @@ def replay_cmd(
             "-j",
             min=0,
             help="Shard the tokens over this many processes (each reads the whole file); "
-            "0 = one per CPU core for files of 16 MiB or more, else 1. Same output.",
+            "0 = one per CPU core for files of 16 MiB or more, else 1. Same output. With the "
+            "columnar engine: the processes that decode the file (0 = 1).",
         ),
     ] = 0,
     bars_out: Annotated[
@@ -117,8 +118,8 @@ def replay_cmd(
         typer.Option(
             "--engine",
             help="auto, object or columnar. columnar computes the window statistics from "
-            "NumPy columns of the whole file, decoded by --processes processes (same "
-            "output; not with bars, indicators or rules); auto uses it for a final "
+            "NumPy columns of the whole file, decoded by one process or by --processes N "
+            "(same output; not with bars, indicators or rules); auto uses it for a final "
             "snapshot only (no --snapshot-every) of a file of at most 1 GiB.",
         ),
     ] = "auto",
@@ -190,7 +191,7 @@ def replay_cmd(
                         if progress and task is not None
                         else None,
                         path=None if file == "-" else file,
-                        processes=shards,
+                        processes=max(processes, 1),  # decoders: one unless -j says more
                     )
                 elif shards > 1:
                     summary = replay_sharded(

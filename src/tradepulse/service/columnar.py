@@ -232,9 +232,11 @@ class _Run:
         if not len(codes):
             return out
         rows_of = np.flatnonzero(np.isin(self.token, codes))
-        for code in codes.tolist():
-            rows = rows_of[self.token[rows_of] == code]
-            out.extend(self._one_token(code, rows))
+        grouped = rows_of[stable_order(self.token[rows_of])]  # by token, in read order
+        tokens = self.token[grouped]
+        starts = np.concatenate(([0], np.flatnonzero(tokens[1:] != tokens[:-1]) + 1))
+        for rows in np.split(grouped, starts[1:]):
+            out.extend(self._one_token(int(self.token[rows[0]]), rows))
         return out
 
     def _one_token(self, code: int, rows: I64) -> list[tuple[int, int, dict[str, WindowStats]]]:
