@@ -48,6 +48,7 @@ from tradepulse.service.replay import (
 
 I64 = npt.NDArray[np.int64]
 _FAR = np.int64(1 << 62)
+_WRITE_BYTES = 1 << 20
 
 
 def replay_columnar(
@@ -78,6 +79,9 @@ def replay_columnar(
     for line in lines:
         encoder.encode_into(line, buf, -1)
         buf += b"\n"
+        if len(buf) >= _WRITE_BYTES:
+            out.write(buf)
+            buf.clear()
     out.write(buf)
     summary.applied, summary.duplicates, summary.late = run.applied, run.duplicates, run.late
     summary.snapshot_lines = len(lines)
