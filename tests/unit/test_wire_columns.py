@@ -47,8 +47,8 @@ CHUNKS = {
 def test_decode_columns_chunk_equals_decode_batch(name: str) -> None:
     lines = CHUNKS[name]
     trades, rejected = decode_batch(lines, 7, NOW_MS, 5_000)
-    cols, bad = decode_columns(lines, 7, NOW_MS, 5_000, Codes({}, {}))
-    expected = columns_of(trades, Codes({}, {}))
+    cols, bad = decode_columns(lines, 7, NOW_MS, 5_000, Codes())
+    expected = columns_of(trades, Codes())
     assert as_lists(cols) == as_lists(expected)
     assert [(n, e.reason, e.detail) for n, e in bad] == [(n, e.reason, e.detail)
                                                          for n, e in rejected]  # fmt: skip
@@ -56,7 +56,7 @@ def test_decode_columns_chunk_equals_decode_batch(name: str) -> None:
 
 
 def test_decode_columns_codes_shared_across_chunks_number_names_in_order() -> None:
-    codes = Codes({}, {})
+    codes = Codes()
     first, _ = decode_columns([line(token="X"), line(token="Y", wallet="v")], 1, NOW_MS, 5_000,
                               codes)  # fmt: skip
     second, _ = decode_columns([line(token="Y"), line(token="Z")], 3, NOW_MS, 5_000, codes)

@@ -13,6 +13,8 @@ numbers are the object path's by construction.
 
 from __future__ import annotations
 
+import itertools
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -49,18 +51,21 @@ class _EpochWireTrade(msgspec.Struct, frozen=True, gc=False):
 _decoder = msgspec.json.Decoder(_EpochWireTrade)
 
 
-@dataclass(frozen=True, slots=True)
 class Codes:
-    """Tokens and wallets numbered in order of first appearance."""
+    """Tokens and wallets numbered 0, 1, ... in order of first appearance (each table is a
+    ``defaultdict`` whose factory is a counter, so numbering runs without Python code per
+    name)."""
 
-    tokens: dict[str, int]
-    wallets: dict[str, int]
+    __slots__ = ("tokens", "wallets")
+
+    def __init__(self) -> None:
+        self.tokens: defaultdict[str, int] = defaultdict(itertools.count().__next__)
+        self.wallets: defaultdict[str, int] = defaultdict(itertools.count().__next__)
 
     def code(self, names: list[str], *, wallets: bool = False) -> I64:
         """The code of each of ``names`` (new names get the next codes)."""
         table = self.wallets if wallets else self.tokens
-        put = table.setdefault
-        return np.fromiter([put(s, len(table)) for s in names], np.int64, len(names))
+        return np.fromiter(map(table.__getitem__, names), np.int64, len(names))
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ _Reject = tuple[int, str, str, str]  # line number in its range, field, rule, de
 class TradeTable:
     """Every valid trade read, in read order (chunk after chunk), and what was read."""
 
-    codes: Codes = field(default_factory=lambda: Codes({}, {}))
+    codes: Codes = field(default_factory=Codes)
     chunks: list[TradeColumns] = field(default_factory=list)
     read: int = 0  # lines
     rejected: Counter[str] = field(default_factory=Counter)
