@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Annotated
 
 import msgspec
@@ -49,6 +51,11 @@ class _EpochWireTrade(msgspec.Struct, frozen=True, gc=False):
 
 
 _decoder = msgspec.json.Decoder(_EpochWireTrade)
+# Numeric fields are read with C-level getters straight into arrays (no list in between).
+_TIME = attrgetter("trans_time")
+_TOKEN_AMOUNT = attrgetter("token_amount")
+_PRICE = attrgetter("price_usd")
+_NATIVE_AMOUNT = attrgetter("native_amount")
 
 
 class Codes:
@@ -135,11 +142,11 @@ def _fast_columns(lines: list[bytes], latest_ms: TsMs, codes: Codes) -> TradeCol
     buys = sides.count("buy")
     if buys + sides.count("sell") != n:
         return None
-    ts = _epoch_ms([w.trans_time for w in wires])
+    ts = _epoch_ms(map(_TIME, wires), n)
     if ts is None or (n and int(ts.max()) > latest_ms):
         return None
-    token_amount = np.fromiter([w.token_amount for w in wires], np.float64, n)
-    price = np.fromiter([w.price_usd for w in wires], np.float64, n)
+    token_amount = np.fromiter(map(_TOKEN_AMOUNT, wires), np.float64, n)
+    price = np.fromiter(map(_PRICE, wires), np.float64, n)
     volume = token_amount * price
     if np.isinf(volume).any():
         return None
@@ -147,7 +154,7 @@ def _fast_columns(lines: list[bytes], latest_ms: TsMs, codes: Codes) -> TradeCol
         token=codes.code([w.token for w in wires]),
         wallet=codes.code([w.wallet for w in wires], wallets=True),
         is_buy=np.fromiter(map("buy".__eq__, sides), np.bool_, n),
-        native_amount=np.fromiter([w.native_amount for w in wires], np.float64, n),
+        native_amount=np.fromiter(map(_NATIVE_AMOUNT, wires), np.float64, n),
         token_amount=token_amount,
         price_usd=price,
         volume_usd=volume,
@@ -158,13 +165,11 @@ def _fast_columns(lines: list[bytes], latest_ms: TsMs, codes: Codes) -> TradeCol
     )
 
 
-def _epoch_ms(times: list[object]) -> I64 | None:
-    """Epoch milliseconds of non-negative int times (seconds below 10^11, as
+def _epoch_ms(times: Iterator[int], n: int) -> I64 | None:
+    """Epoch milliseconds of ``n`` non-negative int times (seconds below 10^11, as
     ``to_trade`` reads them); None when one does not fit 64 bits."""
-    if not times:
-        return np.zeros(0, dtype=np.int64)
     try:
-        raw = np.fromiter(times, np.int64, len(times))  # every one an int >= 0 (decoder)
+        raw = np.fromiter(times, np.int64, n)  # every one an int >= 0 (decoder)
     except OverflowError:
         return None
     return np.where(raw < EPOCH_SECONDS_LIMIT, raw * 1000, raw)
