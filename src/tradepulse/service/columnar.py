@@ -158,6 +158,9 @@ class _Run:
         back = (tok[1:] == tok[:-1]) & (ts[1:] < ts[:-1])
         special[tok[1:][back]] = True
         keys = self._identity_hashes()[live]
+        ordered = np.sort(keys)
+        if not (ordered[1:] == ordered[:-1]).any():
+            return special  # the usual case, found without the (slower) argsort
         order = np.argsort(keys)  # only which rows repeat a key matters
         repeat = keys[order[1:]] == keys[order[:-1]]
         special[self.token[live[order[1:][repeat]]]] = True
