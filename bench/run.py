@@ -7,8 +7,12 @@ tokens with Zipf popularity, written once as JSON Lines. Cases, each in a fresh 
 
 * ``engine``: the engine alone, 5 windows, every touched token evaluated every 1,000 trades
 * ``engine-final``: the engine alone, final snapshot only
-* ``replay``: ``tradepulse replay FILE --out /dev/null -j 1`` (final snapshot only)
-* ``replay-auto``: the same with the default ``--processes`` (one shard per core)
+* ``replay``: ``tradepulse replay FILE --out /dev/null -j 1 --engine object`` (final
+  snapshot only, one ``Trade`` object per line)
+* ``replay-columnar``: ``tradepulse replay FILE --out /dev/null --engine columnar -j 1``
+* ``replay-columnar-2``: the same with ``-j 2`` (the file decoded by two processes)
+* ``replay-auto``: ``tradepulse replay FILE --out /dev/null``, the default options (for a
+  final snapshot only: the columnar engine, one process)
 * ``naive``: a naive prototype of the replay on the same file (the yardstick)
 
 Every case is repeated K times (default 3) and the best run is reported; the ratios
@@ -46,9 +50,9 @@ def make_file(path: Path, n: int) -> None:
 
 
 def case(name: str, path: Path) -> dict[str, object]:
-    if name in ("replay", "replay-auto"):
+    if name in _REPLAY_OPTIONS:
         exe = Path(sys.executable).with_name("tradepulse")
-        jobs = ["-j", "1"] if name == "replay" else []
+        jobs = _REPLAY_OPTIONS[name]
         started = time.perf_counter()
         proc = subprocess.Popen([str(exe), "replay", str(path), "--out", os.devnull, *jobs],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
@@ -65,6 +69,14 @@ def case(name: str, path: Path) -> dict[str, object]:
     out = subprocess.run([sys.executable, str(HERE / "cases.py"), name, str(path)],
                          check=True, capture_output=True, text=True).stdout  # fmt: skip
     return dict(json.loads(out))
+
+
+_REPLAY_OPTIONS = {
+    "replay": ["-j", "1", "--engine", "object"],
+    "replay-columnar": ["--engine", "columnar", "-j", "1"],
+    "replay-columnar-2": ["--engine", "columnar", "-j", "2"],
+    "replay-auto": [],
+}
 
 
 def _count(summary: str, label: str) -> int:
@@ -89,7 +101,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--cases", default="engine,engine-final,replay,replay-auto,naive")
+    parser.add_argument(
+        "--cases",
+        default="engine,engine-final,replay,replay-columnar,replay-columnar-2,replay-auto,naive",
+    )
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,9 +125,11 @@ def main() -> None:
         },
         "results": results,
     }
-    if "replay" in results and "naive" in results:
-        replay_rate = float(results["replay"]["trades_per_s"])  # type: ignore[arg-type]
-        report["replay_vs_naive"] = replay_rate / float(results["naive"]["trades_per_s"])  # type: ignore[arg-type]
+    for name in _REPLAY_OPTIONS:
+        if name in results and "naive" in results:
+            rate = float(results[name]["trades_per_s"])  # type: ignore[arg-type]
+            naive = float(results["naive"]["trades_per_s"])  # type: ignore[arg-type]
+            report[f"{name}_vs_naive"] = rate / naive
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "window_engine.json").write_text(json.dumps(report, indent=2) + "\n")
     table = Table(title=f"window engine, {args.trades:,} trades (best of {args.repeat})")
@@ -122,8 +139,9 @@ def main() -> None:
         table.add_row(name, f"{r['trades_per_s']:,.0f}", f"{r['us_per_trade']:.2f}",
                       f"{r['peak_rss_mb']:,.0f}")  # fmt: skip
     console.print(table)
-    if "replay_vs_naive" in report:
-        console.print(f"replay / naive prototype: {report['replay_vs_naive']:.2f}x")
+    for name in _REPLAY_OPTIONS:
+        if f"{name}_vs_naive" in report:
+            console.print(f"{name} / naive prototype: {report[f'{name}_vs_naive']:.2f}x")
     console.print(f"results: {RESULTS / 'window_engine.json'}")
 
 

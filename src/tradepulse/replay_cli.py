@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import sys
 import time
@@ -31,6 +32,7 @@ from tradepulse.core.errors import InvalidTradeError, TradepulseError
 from tradepulse.core.market import Market
 from tradepulse.core.rules import Rule, RuleError
 from tradepulse.core.windows import WindowSpec
+from tradepulse.service.columnar import replay_columnar
 from tradepulse.service.dryrun import DryRun, load_rules, reads_bars
 from tradepulse.service.replay import BarWriter, ReplaySummary, replay
 from tradepulse.service.sharded import replay_sharded
@@ -68,7 +70,8 @@ def replay_cmd(
             "-j",
             min=0,
             help="Shard the tokens over this many processes (each reads the whole file); "
-            "0 = one per CPU core for files of 16 MiB or more, else 1. Same output.",
+            "0 = one per CPU core for files of 16 MiB or more, else 1. Same output. With the "
+            "columnar engine: the processes that decode the file (0 = 1).",
         ),
     ] = 0,
     bars_out: Annotated[
@@ -110,6 +113,16 @@ def replay_cmd(
             help="With --rules (required): one JSON line per alert (- for stdout).",
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="auto, object or columnar. columnar computes the window statistics from "
+            "NumPy columns of the whole file, decoded by one process or by --processes N "
+            "(same output; not with bars, indicators or rules); auto uses it for a final "
+            "snapshot only (no --snapshot-every) of a file of at most 1 GiB.",
+        ),
+    ] = "auto",
     scan_interval: Annotated[
         str | None,
         typer.Option(
@@ -142,6 +155,7 @@ def replay_cmd(
         _check_bar_outputs(out, bars_out, indicators_out, processes, alerts_out)
     rule_set = _load_rules(rules, specs) if rules is not None else None
     shards = 1 if want_bars or rule_set is not None else _shards(processes, file)
+    columnar = _use_columnar(engine, file, every_ms, extras=want_bars or rules is not None)
     tune_gc_for_throughput()
     started = time.perf_counter()
     market = Market(specs)  # lives until the process exits (see _fast_exit)
@@ -164,7 +178,22 @@ def replay_cmd(
             progress = progress_bar(size)
             with progress or nullcontext():
                 task = progress.add_task("replay", total=size) if progress else None
-                if shards > 1:
+                if columnar:
+                    summary = replay_columnar(
+                        stream,
+                        specs,
+                        sink,
+                        now_ms=wall_now_ms(),
+                        snapshot_every_ms=every_ms,
+                        max_future_skew_ms=settings.max_future_skew_ms,
+                        on_reject=on_reject,
+                        on_progress=(lambda _n: progress.update(task, completed=stream.tell()))
+                        if progress and task is not None
+                        else None,
+                        path=None if file == "-" else file,
+                        processes=max(processes, 1),  # decoders: one unless -j says more
+                    )
+                elif shards > 1:
                     summary = replay_sharded(
                         file,
                         specs,
@@ -201,6 +230,27 @@ def replay_cmd(
     if rule_set is not None:
         _print_alerts(summary.alerts)
     _fast_exit()
+
+
+_ENGINES = ("auto", "object", "columnar")
+
+
+_COLUMNAR_AUTO_MAX_BYTES = 1 << 30  # the columnar engine holds the whole file as columns
+
+
+def _use_columnar(engine: str, file: str, every_ms: int | None, *, extras: bool) -> bool:
+    """Whether the replay runs on the columnar engine (see ``--engine``)."""
+    if engine not in _ENGINES:
+        raise typer.BadParameter(f"expected one of {', '.join(_ENGINES)}", param_hint="--engine")
+    if engine == "auto":
+        return not extras and every_ms is None and _file_size(file) <= _COLUMNAR_AUTO_MAX_BYTES
+    if engine == "columnar" and extras:
+        raise typer.BadParameter(
+            "the columnar engine writes window statistics only: use --engine object with "
+            "--bars-out, --indicators-out or --rules",
+            param_hint="--engine",
+        )
+    return engine == "columnar"
 
 
 def _check_rule_options(rules: str | None, alerts_out: str | None, scan: str | None) -> None:
@@ -292,6 +342,16 @@ def _fast_exit() -> None:
 
 
 _AUTO_SHARD_BYTES = 16 << 20
+
+
+def _file_size(file: str) -> float:
+    """The size of ``file`` in bytes; infinite for standard input (or unknown)."""
+    if file == "-":
+        return math.inf
+    try:
+        return Path(file).stat().st_size
+    except OSError:
+        return math.inf  # reported when the file is opened
 
 
 def _shards(processes: int, file: str) -> int:
