@@ -2,13 +2,17 @@
 
 The lifespan owns the clients: it opens the asyncio Redis client (``deps.redis_factory``)
 and the PostgreSQL connection pool at start-up and closes both at shutdown; handlers get
-them as the ``ctx`` dependency (``ApiContext``). Routes: ``/api/v1`` (``routes.py``), the
-operations surface (``ops.py``), OpenAPI at ``/schema``. Every error is problem+json
+them as the ``ctx`` dependency (``ApiContext``). The lifespan also runs the WebSocket
+``Gateway`` (``ws_hub.py``; ``app.state.gateway``) over a ``RedisFeed``. Routes: ``/api/v1``
+(``routes.py``), ``/ws`` (``ws.py``), the operations surface (``ops.py``), OpenAPI at
+``/schema``. Every error is problem+json
 (``problems.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,10 +29,14 @@ from litestar.openapi import OpenAPIConfig
 from tradepulse import __version__
 from tradepulse.api.auth import JwtVerifier, keys_from_settings
 from tradepulse.api.context import ApiContext
+from tradepulse.api.feeds import RedisFeed
 from tradepulse.api.ops import ops_router
+from tradepulse.api.owners import postgres_rule_owners
 from tradepulse.api.problems import EXCEPTION_HANDLERS
 from tradepulse.api.reader import HistoryPool, LiveReader
 from tradepulse.api.routes import api_router, reject_unknown_params
+from tradepulse.api.ws import ws_endpoint
+from tradepulse.api.ws_hub import Gateway
 from tradepulse.config import Settings
 
 
@@ -60,14 +68,24 @@ def create_app(deps: ApiDeps) -> Litestar:
         live = LiveReader(client, deps.settings.redis_prefix)
         keys = keys_from_settings(deps.settings.jwt_secret, deps.settings.jwt_public_key)
         app.state.ctx = ApiContext(deps.settings, live, history, JwtVerifier(keys))
+        owners, owners_repo = postgres_rule_owners(deps.pg_dsn)
+        gateway = Gateway(deps.settings, live, RedisFeed(client, deps.settings.redis_prefix),
+                          owners)  # fmt: skip
+        app.state.gateway = gateway
+        gateway_task = asyncio.create_task(gateway.run())
         try:
             yield
         finally:
+            gateway.shutdown()
+            gateway_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gateway_task
             await client.aclose()
             await anyio.to_thread.run_sync(history.close)
+            await anyio.to_thread.run_sync(owners_repo.close)
 
     return Litestar(
-        route_handlers=[api_router, ops_router],
+        route_handlers=[api_router, ops_router, ws_endpoint],
         dependencies={"ctx": Provide(_context, sync_to_thread=False)},
         before_request=reject_unknown_params,
         exception_handlers=EXCEPTION_HANDLERS,
