@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -217,8 +216,8 @@ def test_ws_top_channel_sends_the_sorted_list_every_interval(
 
     with serve_api(settings(redis_prefix, ws_top_interval_ms=200)) as api:
         (first, second), gap_s = run(scenario(api))
-        rest = httpx.get(f"{api.http_url}/api/v1/tokens",
-                         params={"sort": "-window.1hour.trade_count", "limit": 3}).json()  # fmt: skip
+        params = {"sort": "-window.1hour.trade_count", "limit": 3}
+        rest = httpx.get(f"{api.http_url}/api/v1/tokens", params=params).json()
     assert first["channel"] == "tokens:top"
     assert first["data"]["items"] == rest["items"] == second["data"]["items"]
     assert len(first["data"]["items"]) == 3 < len(TOKENS)

@@ -164,7 +164,7 @@ class Gateway:
                 entries = await self._feed.alerts_after(after, count=ALERT_BATCH)
                 if not entries:
                     break
-                owners = await self._owners.owners([e.alert.rule_id for e in entries])
+                owners = await self._owners_of(entries, [session])
                 for entry in entries:
                     if session.wants(entry, owners.get(entry.alert.rule_id)):
                         session.deliver(entry.id, alert_message(entry.id, entry.raw),
@@ -188,8 +188,8 @@ class Gateway:
             try:
                 async for tokens in self._feed.token_updates():
                     self._mark([t for t in tokens if t in self._watchers])
-            except Exception:
-                log.exception("token updates failed; resubscribing in %ss", RETRY_S)
+            except Exception as exc:
+                log.warning("token updates lost, resubscribing in %ss: %s", RETRY_S, exc)
             await asyncio.sleep(RETRY_S)
 
     def _mark(self, tokens: Iterable[str]) -> None:
@@ -207,8 +207,8 @@ class Gateway:
                 chunk = tokens[i : i + READ_CONCURRENCY]
                 try:
                     await asyncio.gather(*(self._push_detail(t) for t in chunk))
-                except Exception:
-                    log.exception("token detail read failed tokens=%d", len(chunk))
+                except Exception as exc:
+                    log.warning("token detail read failed tokens=%d: %s", len(chunk), exc)
                     self._mark(chunk)
                     await asyncio.sleep(RETRY_S)
 
@@ -228,21 +228,31 @@ class Gateway:
             try:
                 entries = await self._feed.alerts_after(position, count=ALERT_BATCH,
                                                         block_ms=1_000)  # fmt: skip
-                owners = await self._owners.owners([e.alert.rule_id for e in entries])
-            except Exception:
-                log.exception("alert stream read failed; retrying in %ss", RETRY_S)
+                owners = await self._owners_of(entries, self._alert_sessions)
+            except Exception as exc:
+                log.warning("alerts not delivered yet, retrying in %ss: %s", RETRY_S, exc)
                 await asyncio.sleep(RETRY_S)
                 continue
             for entry in entries:
                 self._dispatch(entry, owners.get(entry.alert.rule_id))
                 position = entry.id
 
+    async def _owners_of(
+        self, entries: list[AlertEntry], sessions: Iterable[Session]
+    ) -> dict[str, str]:
+        """Owners of the entries' rules; not looked up when only admins (who receive every
+        alert) are listening, so alerts reach them without a rule store."""
+        users = any(s.principal is not None and not s.principal.admin for s in sessions)
+        if not entries or not users:
+            return {}
+        return await self._owners.owners([e.alert.rule_id for e in entries])
+
     async def _start_position(self) -> StreamId:
         while True:
             try:
                 return await self._feed.last_alert_id()
-            except Exception:
-                log.exception("alert stream unreadable; retrying in %ss", RETRY_S)
+            except Exception as exc:
+                log.warning("alert stream unreadable, retrying in %ss: %s", RETRY_S, exc)
                 await asyncio.sleep(RETRY_S)
 
     def _dispatch(self, entry: AlertEntry, owner: str | None) -> None:
@@ -259,8 +269,8 @@ class Gateway:
                 continue
             try:
                 summaries = await self._live.summaries()
-            except Exception:
-                log.exception("token list read failed")
+            except Exception as exc:
+                log.warning("token list read failed: %s", exc)
                 continue
             texts: dict[tuple[str, int], str] = {}
             for session in list(self._top_sessions):
