@@ -144,3 +144,15 @@ def test_owner_cache_is_bounded_oldest_first() -> None:
         asyncio.run(cache.owners([f"r{i}"]))
     asyncio.run(cache.owners(["r2", "r1", "r0"]))
     assert lookups.calls == [["r0"], ["r1"], ["r2"], ["r0"]]
+
+
+def test_token_query_redactor_hides_the_jwt_of_a_handshake_log_line() -> None:
+    import logging
+
+    from tradepulse.api.ws import TokenQueryRedactor
+
+    record = logging.LogRecord("uvicorn.error", logging.INFO, "x", 1,
+                               '%s - "WebSocket %s" [accepted]',
+                               ("127.0.0.1:5", "/ws?a=1&token=eyJ.abc.def&b=2"), None)  # fmt: skip
+    assert TokenQueryRedactor().filter(record)
+    assert record.getMessage() == '127.0.0.1:5 - "WebSocket /ws?a=1&token=***&b=2" [accepted]'

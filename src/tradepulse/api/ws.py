@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from typing import Any, cast
 
@@ -60,6 +61,22 @@ def _principal(socket: WebSocket[Any, Any, Any], ctx: ApiContext) -> Principal |
         metrics.AUTH_FAILURES.labels(exc.reason).inc()
         raise RefusedError(f"{exc.reason}: {exc.detail}") from None
     return principal
+
+
+_TOKEN_QUERY_RE = re.compile(r"([?&]token=)[^&\s\"]+")
+
+
+class TokenQueryRedactor(logging.Filter):
+    """Shows ``?token=<jwt>`` as ``?token=***`` in log records (uvicorn logs the path and
+    query string of every WebSocket handshake); installed by ``tradepulse api``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_TOKEN_QUERY_RE.sub(r"\1***", a) if isinstance(a, str) else a
+                                for a in record.args)  # fmt: skip
+        if isinstance(record.msg, str):
+            record.msg = _TOKEN_QUERY_RE.sub(r"\1***", record.msg)
+        return True
 
 
 @websocket("/ws")
