@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench bench-worker bench-persister services clean help
+.PHONY: install demo test test-fast lint bench bench-worker bench-persister bench-api services clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,6 +44,9 @@ bench-worker: install services  ## worker throughput through a real broker and R
 
 bench-persister: install services  ## bar persister rows/s from a Redis stream into PostgreSQL
 	$(BIN)/python bench/persister.py
+
+bench-api: install services  ## REST latency and WebSocket alert fan-out of a real api process
+	$(BIN)/python bench/api.py
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

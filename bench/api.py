@@ -16,7 +16,8 @@ writes bench/results/api.json.
    1.1 × the target, the paced run uses 80 % of the capacity instead (the highest rate it
    sustains) and says so. Every answer must be 200 and a detail must name its token.
 4. WebSocket fan-out: N clients connect (one admin token: the per-user limit raised), all
-   subscribe to ``alerts``; alerts are added to the stream at a paced rate; the latency of a
+   subscribe to ``alerts`` (the heartbeat is set to 10 min: these clients never talk, and
+   connecting 10,000 of them takes longer than two default heartbeats); alerts are added to the stream at a paced rate; the latency of a
    delivery is the client's receive time minus the stream entry's id time (Redis's clock:
    same host). Checked: every client received every alert exactly once.
 
@@ -93,7 +94,8 @@ def free_port() -> int:
 def start_api(redis_url: str, prefix: str, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TRADEPULSE_REDIS_URL": redis_url, "TRADEPULSE_REDIS_PREFIX": prefix,
            "TRADEPULSE_JWT_SECRET": SECRET, "TRADEPULSE_WS_MAX_PER_USER": "100000",
-           "TRADEPULSE_WS_SEND_QUEUE": "10000", "LOG_LEVEL": "WARN"}  # fmt: skip
+           "TRADEPULSE_WS_SEND_QUEUE": "10000", "TRADEPULSE_WS_HEARTBEAT": "10min",
+           "LOG_LEVEL": "WARN"}  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "tradepulse", "api", "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
@@ -218,6 +220,8 @@ async def fanout(port: int, client: redis.Redis, prefix: str, clients: int,
         await ws.send('{"op":"subscribe","channel":"alerts"}')
     for ws in sockets:
         reply = json.loads(await ws.recv())
+        while reply["type"] == "heartbeat":
+            reply = json.loads(await ws.recv())
         assert reply["type"] == "subscribed", reply
     latencies: list[float] = []
     counts = [dict[str, int]() for _ in sockets]
