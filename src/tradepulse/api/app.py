@@ -12,7 +12,6 @@ them as the ``ctx`` dependency (``ApiContext``). The lifespan also runs the WebS
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +37,9 @@ from tradepulse.api.routes import api_router, reject_unknown_params
 from tradepulse.api.ws import ws_endpoint
 from tradepulse.api.ws_hub import Gateway
 from tradepulse.config import Settings
+
+#: How long the lifespan waits for the gateway's loops to end (their Redis reads block 1 s).
+GATEWAY_STOP_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,10 @@ def create_app(deps: ApiDeps) -> Litestar:
         finally:
             gateway.shutdown()
             gateway_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await gateway_task
+            await asyncio.wait([gateway_task], timeout=GATEWAY_STOP_S)
             await client.aclose()
+            if not gateway_task.done():  # its blocked reads fail now that the client closed
+                await asyncio.wait([gateway_task], timeout=GATEWAY_STOP_S)
             await anyio.to_thread.run_sync(history.close)
             await anyio.to_thread.run_sync(owners_repo.close)
 

@@ -2,7 +2,8 @@
 a store.
 
 * ``Feed.token_updates()``: batches of token addresses a worker has just written (each
-  batch: the tokens of one worker write, in the order written).
+  batch: the tokens of one worker write, in the order written); an empty batch when nothing
+  came for about a second (so that the consumer can check whether to stop).
 * ``Feed.alerts_after(after_id)``: entries of the alerts stream after ``after_id``, oldest
   first (``block_ms``: wait that long for one when there is none yet). Entry ids are Redis
   stream ids (``<ms>-<seq>``) and compare as ``StreamId`` tuples.
@@ -112,6 +113,8 @@ class RedisFeed:
                 message = await pubsub.get_message(timeout=1.0)
                 if message is not None and message["type"] == "message":
                     yield message["data"].decode().split("\n")
+                else:
+                    yield []
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 

@@ -62,6 +62,7 @@ class Gateway:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()  # set once the alert tail has its start position
+        self._stopping = False
 
     # -- connections -------------------------------------------------------------------
 
@@ -88,6 +89,11 @@ class Gateway:
         metrics.WS_CONNECTIONS.dec()
 
     def shutdown(self) -> None:
+        """Close every session (1001) and end the loops at their next turn. (Loops also
+        stop on cancellation, but a Redis read may turn a cancellation into a timeout
+        error, which a loop survives: the flag is what ends them for sure.)"""
+        self._stopping = True
+        self._wake.set()
         for session in list(self.sessions):
             session.close(CLOSE_GOING_AWAY, "server stopping", "normal")
 
@@ -184,9 +190,11 @@ class Gateway:
                 group.create_task(loop())
 
     async def _follow_updates(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 async for tokens in self._feed.token_updates():
+                    if self._stopping:
+                        return
                     self._mark([t for t in tokens if t in self._watchers])
             except Exception as exc:
                 log.warning("token updates lost, resubscribing in %ss: %s", RETRY_S, exc)
@@ -198,7 +206,7 @@ class Gateway:
             self._wake.set()
 
     async def _read_details(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             tokens = [t for t in self._dirty if t in self._watchers]
@@ -224,7 +232,7 @@ class Gateway:
     async def _tail_alerts(self) -> None:
         position = await self._start_position()
         self.ready.set()
-        while True:
+        while not self._stopping:
             try:
                 entries = await self._feed.alerts_after(position, count=ALERT_BATCH,
                                                         block_ms=1_000)  # fmt: skip
@@ -248,12 +256,13 @@ class Gateway:
         return await self._owners.owners([e.alert.rule_id for e in entries])
 
     async def _start_position(self) -> StreamId:
-        while True:
+        while not self._stopping:
             try:
                 return await self._feed.last_alert_id()
             except Exception as exc:
                 log.warning("alert stream unreadable, retrying in %ss: %s", RETRY_S, exc)
                 await asyncio.sleep(RETRY_S)
+        return StreamId(0, 0)
 
     def _dispatch(self, entry: AlertEntry, owner: str | None) -> None:
         text = ""
@@ -263,7 +272,7 @@ class Gateway:
                 session.offer_alert(entry.id, text, entry.id.ms / 1000)
 
     async def _publish_top(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.settings.ws_top_interval_ms / 1000)
             if not self._top_sessions:
                 continue
@@ -285,7 +294,7 @@ class Gateway:
 
     async def _heartbeat(self) -> None:
         interval_s = self.settings.ws_heartbeat_ms / 1000
-        while True:
+        while not self._stopping:
             await asyncio.sleep(interval_s)
             now = self._clock()
             text = encode({"type": "heartbeat", "ts_ms": int(time.time() * 1000)})
