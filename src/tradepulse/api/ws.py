@@ -39,6 +39,9 @@ from tradepulse.core.errors import AuthError
 
 log = logging.getLogger(__name__)
 MAX_REASON_BYTES = 120  # a close reason is at most 123 bytes
+#: The sent-message counters by channel label, looked up once (they are hit per frame).
+_SENT = {label: metrics.WS_MESSAGES_SENT.labels(label)
+         for label in ("alerts", "token", "tokens:top", "heartbeat", "control")}  # fmt: skip
 
 
 class RefusedError(Exception):
@@ -151,7 +154,7 @@ async def _send(socket: WebSocket[Any, Any, Any], session: Session) -> None:
             await socket.send_text(text)
         except (WebSocketDisconnect, OSError):
             return
-        metrics.WS_MESSAGES_SENT.labels(label).inc()
+        _SENT[label].inc()
         if born_s is not None:
             metrics.WS_DELIVERY_SECONDS.observe(max(time.time() - born_s, 0.0))
 
