@@ -14,7 +14,7 @@ import redis
 
 from tests.integration.test_ws_gateway import settings
 from tests.support.apiserver import RunningApi, serve_api
-from tests.support.wsclient import connect, recv, send, silent, token_for
+from tests.support.wsclient import connect, recv, recv_alerts, send, token_for
 from tradepulse.adapters.postgres import migrate
 from tradepulse.adapters.postgres_rules import RuleRepository
 from tradepulse.adapters.redis_alerts import add_alert
@@ -55,7 +55,8 @@ def test_ws_alerts_reach_only_the_owner_and_admins_once_each(
             assert (await recv(ws))["type"] == "subscribed"
         for key in ("a", "b", "a"):
             add_alert(redis_client, redis_prefix, alert(rules[key]))
-        got = {name: await silent(ws, 1.0) for name, ws in sockets.items()}
+        expected = {"alice": 2, "bob": 1, "root": 3}
+        got = {name: await recv_alerts(ws, expected[name]) for name, ws in sockets.items()}
         for ws in sockets.values():
             await ws.close()
         return got
@@ -83,7 +84,7 @@ def test_ws_alert_filters_by_token_and_rule(
         await recv(by_rule)
         for key, token in (("a", "ALPHA"), ("a", "BRAVO"), ("b", "ALPHA")):
             add_alert(redis_client, redis_prefix, alert(rules[key], token))
-        got = await silent(by_token, 0.8), await silent(by_rule, 0.1)
+        got = await recv_alerts(by_token, 1), await recv_alerts(by_rule, 1)
         await by_token.close()
         await by_rule.close()
         return got
@@ -110,9 +111,9 @@ def test_ws_resume_replays_missed_alerts_of_the_user_then_goes_live_without_dupl
         ws = await connect(api.ws_url, token_for("alice"))
         await send(ws, {"op": "resume", "last_alert_id": first})
         assert await recv(ws) == {"type": "subscribed", "channel": "alerts"}
-        replayed = [m["id"] for m in await silent(ws, 0.8)]
+        replayed = [m["id"] for m in await recv_alerts(ws, 2)]
         live = add_alert(redis_client, redis_prefix, alert(rules["a"], n=9))
-        after = [m["id"] for m in await silent(ws, 0.8)]
+        after = [m["id"] for m in await recv_alerts(ws, 1)]
         await ws.close()
         assert seen == [first]
         return [missed[0], missed[2]], replayed, [live, *after]
@@ -146,7 +147,8 @@ def test_ws_resume_while_alerts_keep_arriving_has_no_gap_and_no_duplicate(
         await asyncio.sleep(0.3)
         stop.set()
         await task
-        got = [m["id"] for m in await silent(ws, 1.0) if m["type"] == "alert"]
+        count = len(before) - 50 + len(written)
+        got = [m["id"] for m in await recv_alerts(ws, count, quiet_s=0.5) if m["type"] == "alert"]
         await ws.close()
         return before[50:] + written, got
 

@@ -68,3 +68,16 @@ async def closed_with(ws: ClientConnection, timeout_s: float = 3.0) -> tuple[int
         pass
     assert ws.close_code is not None, "the server did not close the connection"
     return ws.close_code, ws.close_reason or ""
+
+
+async def recv_alerts(ws: ClientConnection, n: int, timeout_s: float = 10.0,
+                      quiet_s: float = 0.3) -> list[dict[str, Any]]:  # fmt: skip
+    """``n`` alert messages, then whatever else arrives within ``quiet_s`` (which should be
+    nothing: a test compares the whole list)."""
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < n:
+        message = await recv(ws, max(deadline - time.monotonic(), 0.001))
+        if message["type"] == "alert":
+            out.append(message)
+    return out + await silent(ws, quiet_s)
