@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install demo test test-fast test-deploy lint bench bench-worker bench-persister bench-memory services clean help
+.PHONY: install demo test test-fast test-deploy lint bench bench-worker bench-persister bench-memory bench-api services clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -56,6 +56,9 @@ bench-persister: install services  ## bar persister rows/s from a Redis stream i
 
 bench-memory: install services  ## worker RSS per 1,000 tokens, Redis bytes per retained trade
 	$(BIN)/python bench/memory.py
+
+bench-api: install services  ## REST latency and WebSocket alert fan-out of a real api process
+	$(BIN)/python bench/api.py
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,7 @@ error (exit 2) rather than uvicorn's own exit; so is an application that cannot 
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Annotated
 
@@ -40,19 +41,24 @@ def api_cmd(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
 ) -> None:
-    """Serve the REST API (/api/v1), OpenAPI (/schema) and the operations endpoints
-    (/health, /metrics, /performance) over the live state in Redis and the candles in
-    PostgreSQL (configured by the TRADEPULSE_* environment, see .env.example)."""
+    """Serve the REST API (/api/v1), the WebSocket /ws, OpenAPI (/schema) and the operations
+    endpoints (/health, /metrics, /performance) over the live state in Redis and the candles
+    in PostgreSQL (configured by the TRADEPULSE_* environment, see .env.example)."""
     import uvicorn
 
     from tradepulse.api.app import ApiDeps, create_app
+    from tradepulse.api.ws import TokenQueryRedactor
     from tradepulse.wiring import configure_logging
 
     settings = settings_or_exit()
     configure_logging(settings)
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).addFilter(TokenQueryRedactor())
     app = create_app(ApiDeps.from_settings(settings))
     sock = _bind(host, port)
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+    config = uvicorn.Config(app, log_config=None, lifespan="on", ws_per_message_deflate=False,
+                            ws_max_size=1 << 20)  # fmt: skip
+    server = uvicorn.Server(config)
     with sock:
         server.run(sockets=[sock])
     if not server.started:

@@ -59,6 +59,14 @@ class Settings(msgspec.Struct, frozen=True):
     public_market_data: bool = True  # tokens, candles, symbols readable without a token
     otel_endpoint: str = ""  # OTLP/HTTP collector; empty: tracing off
     otel_service_name: str = ""  # empty: tradepulse-<role> (worker, persist, rebuild)
+    ws_heartbeat_ms: int = 15_000  # server heartbeat; a peer silent for 2 intervals is closed
+    ws_send_queue: int = 1_000  # alerts and replies queued per connection before 4008
+    ws_rate: int = 20  # client messages per second (token bucket refill)
+    ws_burst: int = 40  # token bucket size
+    ws_max_per_user: int = 10  # connections per user (anonymous: per client address)
+    ws_max_frame_bytes: int = 4_096  # largest client message
+    ws_max_subscriptions: int = 100  # token channels per connection
+    ws_top_interval_ms: int = 1_000  # period of tokens:top messages
 
     @property
     def dlq_topic(self) -> str:
@@ -345,6 +353,14 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRADEPULSE_PUBLIC_MARKET_DATA": ("public_market_data", _flag),
     "TRADEPULSE_OTEL_ENDPOINT": ("otel_endpoint", _otel_endpoint),
     "TRADEPULSE_OTEL_SERVICE_NAME": ("otel_service_name", _stripped),
+    "TRADEPULSE_WS_HEARTBEAT": ("ws_heartbeat_ms", _positive_duration),
+    "TRADEPULSE_WS_SEND_QUEUE": ("ws_send_queue", _int_at_least(1)),
+    "TRADEPULSE_WS_RATE": ("ws_rate", _int_at_least(1)),
+    "TRADEPULSE_WS_BURST": ("ws_burst", _int_at_least(1)),
+    "TRADEPULSE_WS_MAX_PER_USER": ("ws_max_per_user", _int_at_least(1)),
+    "TRADEPULSE_WS_MAX_FRAME": ("ws_max_frame_bytes", _int_at_least(64)),
+    "TRADEPULSE_WS_MAX_SUBSCRIPTIONS": ("ws_max_subscriptions", _int_at_least(1)),
+    "TRADEPULSE_WS_TOP_INTERVAL": ("ws_top_interval_ms", _positive_duration),
     "LOG_LEVEL": ("log_level", _log_level),
     "TRADEPULSE_LOG_FORMAT": ("log_format", _log_format),
 }

@@ -307,6 +307,7 @@ def _store(
 def build_demo(settings: Settings, options: DemoOptions, stack: ExitStack) -> Demo:
     """Stores, rules, pipeline and the API application of one demo run."""
     from tradepulse.api.app import ApiDeps, create_app
+    from tradepulse.api.memory_feed import MemoryFeed, MemoryRuleOwners
     from tradepulse.api.memory_reader import MemoryLiveReader
     from tradepulse.api.reader import HistoryPool
 
@@ -332,11 +333,16 @@ def build_demo(settings: Settings, options: DemoOptions, stack: ExitStack) -> De
     profiles = MemoryProfileStore()
     deps = dataclasses.replace(
         ApiDeps.from_settings(settings), live_factory=live, history_factory=history,
-        notices=memory, owner_of=owner_of,
+        feed_factory=lambda _deps, _client: MemoryFeed(memory),
+        owners_factory=lambda _deps: (MemoryRuleOwners(owner_of), _nothing),
         rule_store=lambda _deps, _announce: rules,  # the engine hears changes itself
         alert_store=lambda _deps: memory.alerts, profile_store=lambda _deps: profiles,
     )  # fmt: skip
     return Demo(settings, token, engine, memory, rules, create_app(deps))
+
+
+def _nothing() -> None:
+    """Nothing to close."""
 
 
 def _itself(store: MemoryStore) -> MemoryStore:

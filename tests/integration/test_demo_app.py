@@ -107,7 +107,7 @@ def test_ws_alerts_reach_a_signed_in_client_as_the_engine_scans(
         receive(ws, "pong")  # the subscription is in place
         demo.engine.step(wall_now_ms())
         frame = receive(ws, "alert")
-    stored = demo.memory.alerts.get(frame["id"])
+    stored = demo.memory.alerts.get(frame["data"]["id"])  # frame["id"]: the stream entry
     assert stored is not None and stored.owner == DEMO_USER
     assert frame["data"]["rule_name"] == stored.rule_name
 
@@ -129,10 +129,10 @@ def test_ws_with_a_forged_token_is_refused(client: TestClient) -> None:  # type:
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
-        ({"op": "jump"}, "bad_request"),
+        ({"op": "jump"}, "unknown_op"),
         ({"op": "subscribe", "channel": "weather"}, "unknown_channel"),
-        ({"op": "subscribe", "channel": "tokens:top", "sort": "window.2min.x"}, "bad_request"),
-        ({"op": "subscribe", "channel": "tokens:top", "limit": 0}, "bad_request"),
+        ({"op": "subscribe", "channel": "tokens:top", "sort": "window.2min.x"}, "bad_sort"),
+        ({"op": "subscribe", "channel": "tokens:top", "limit": 0}, "bad_field"),
     ],
 )
 def test_ws_bad_frames_get_an_error_and_the_socket_stays_open(
@@ -144,7 +144,7 @@ def test_ws_bad_frames_get_an_error_and_the_socket_stays_open(
         ws.send_text(json.dumps(frame))
         assert receive(ws, "error")["code"] == code
         ws.send_text("{not json")
-        assert receive(ws, "error")["code"] == "bad_request"
+        assert receive(ws, "error")["code"] == "bad_json"
         ws.send_text(json.dumps({"op": "ping"}))
         assert receive(ws, "pong") == {"type": "pong"}
 

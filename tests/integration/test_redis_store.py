@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import redis
 
@@ -181,3 +182,28 @@ def test_watermarks_round_trip_with_a_batch(redis_client: redis.Redis, redis_pre
     store.write([TokenUpdate("TOKEN", tw.sync_view(), stats, tw.newest_ms, 0)], {0: 5, 3: 7})
     store.write([], {3: 9})
     assert store.read_watermarks() == {0: 5, 3: 9}
+
+
+def test_write_publishes_the_batch_tokens_once_on_stats_updated(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    store = RedisStore(redis_client, prefix=redis_prefix)
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub.subscribe(f"{redis_prefix}stats.updated")
+    pubsub.get_message(timeout=1)  # the subscription is active from here on
+    updates = []
+    for token in ("AAA", "BBB", "CCC"):
+        tw = TokenWindows(SPECS)
+        for trade in trades(5, token=token):
+            tw.add(trade, trade.ts_ms)
+        updates.append(TokenUpdate(token, tw.sync_view(), tw.stats(tw.t_ms), tw.newest_ms, tw.t_ms))
+    assert store.write(updates) == []
+    assert store.write([]) == []
+    messages = []
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.05)
+        if message is not None:
+            messages.append(message["data"])
+    pubsub.close()
+    assert messages == [b"AAA\nBBB\nCCC"]

@@ -119,6 +119,10 @@ return 1
 #: persister acknowledges far sooner; the cap only bounds memory if it is down for long.
 BARS_STREAM_MAXLEN = 1_000_000
 INDICATORS_CHANNEL = "indicators.updated"
+#: Channel of the batch's written tokens (newline-joined addresses), published once per
+#: ``write`` after every token's script in the same pipeline: the API's WebSocket gateway
+#: reads a token again when it is named.
+STATS_CHANNEL = "stats.updated"
 #: The ``alerts`` stream is capped too (the alert persister acknowledges within seconds).
 ALERTS_STREAM_MAXLEN = 100_000
 ALERTS = "alerts"  # stream and channel
@@ -270,7 +274,8 @@ class RedisStore:
         """Write every update in one pipeline, then (last, so that they are stored only
         when every token before them is) the newest trade time per partition. Returns the
         tokens whose list had a gap (nothing of theirs was written: send them again with a
-        full view)."""
+        full view). The batch's tokens are published on ``{prefix}stats.updated`` (one
+        message, addresses joined by newlines) after their scripts."""
         commands = []
         written: dict[TsMs, str] = {}
         for update in updates:
@@ -283,6 +288,9 @@ class RedisStore:
             commands.append(("ZADD", self.active_key, update.newest_ms, update.token))
             if update.partition >= 0:
                 commands.append(("SADD", self.partition_key(update.partition), update.token))
+        if updates:
+            names = "\n".join(dict.fromkeys(u.token for u in updates))
+            commands.append(("PUBLISH", f"{self._prefix}{STATS_CHANNEL}", names))
         if watermarks:
             flat = [x for p, t in watermarks.items() for x in (str(p), t)]
             commands.append(("HSET", self.watermarks_key, *flat))

@@ -5,14 +5,17 @@ the PostgreSQL connection pool of the candles and the rule, alert and profile st
 (``deps.rule_store`` ... factories, PostgreSQL repositories by default) at start-up and
 closes them at shutdown; handlers get them as the ``ctx`` dependency (``ApiContext``, made
 only here). Routes: ``/api/v1`` (``routes.py`` and the modules it gathers), the operations
-surface (``ops.py``), OpenAPI at ``/schema``, the dashboard at ``/`` (``dashboard.py``).
-Every error is problem+json (``problems.py``); every matched request is counted and timed
-(``timing.py``). ``live_factory``/``history_factory`` replace the Redis reader and the
-PostgreSQL pool (the demo's in-memory store).
+surface (``ops.py``), OpenAPI at ``/schema``, ``/ws`` (``ws.py``), the dashboard at ``/``
+(``dashboard.py``). The lifespan also runs the WebSocket ``Gateway`` (``ws_hub.py``;
+``app.state.gateway``) over a ``Feed`` (``feeds.py``: Redis by default). Every error is
+problem+json (``problems.py``); every matched request is counted and timed (``timing.py``).
+``live_factory``/``history_factory``/``feed_factory``/``owners_factory`` replace the Redis
+and PostgreSQL sources (the demo's in-memory store).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -36,20 +39,25 @@ from tradepulse.adapters.postgres_rules import AlertRepository, RuleRepository
 from tradepulse.api.auth import JwtVerifier, keys_from_settings
 from tradepulse.api.context import ApiContext
 from tradepulse.api.dashboard import dashboard_routers
-from tradepulse.api.live_ws import Notices, live_ws_handler
+from tradepulse.api.feeds import Feed, RedisFeed, RuleOwners
 from tradepulse.api.ops import ops_router
+from tradepulse.api.owners import postgres_rule_owners
 from tradepulse.api.problems import AUTH_ENV, EXCEPTION_HANDLERS
 from tradepulse.api.reader import HistoryPool, LiveReader
 from tradepulse.api.routes import api_router, reject_unknown_params
 from tradepulse.api.sources import CandleSource, LiveSource
 from tradepulse.api.stores import AlertStore, OnRuleChange, ProfileStore, RuleStore
 from tradepulse.api.timing import request_metrics
+from tradepulse.api.ws import ws_endpoint
+from tradepulse.api.ws_hub import Gateway
 from tradepulse.config import Settings
 
 log = logging.getLogger(__name__)
 
 RULES_UPDATED = "rules.updated"
 _PG_CONNECT_TIMEOUT_S = 3
+#: How long the lifespan waits for the gateway's loops to end (their Redis reads block 1 s).
+GATEWAY_STOP_S = 2.0
 
 
 def postgres_rules(deps: ApiDeps, on_change: OnRuleChange) -> RuleStore:
@@ -66,6 +74,16 @@ def postgres_profiles(deps: ApiDeps) -> ProfileStore:
     return ProfileRepository(deps.pg_dsn, connect_timeout_s=_PG_CONNECT_TIMEOUT_S)
 
 
+def redis_feed(deps: ApiDeps, client: aioredis.Redis) -> Feed:
+    return RedisFeed(client, deps.settings.redis_prefix)
+
+
+def postgres_owners(deps: ApiDeps) -> tuple[RuleOwners, Callable[[], None]]:
+    """The gateway's rule owners (a cache over PostgreSQL) and how to close them."""
+    owners, repo = postgres_rule_owners(deps.pg_dsn)
+    return owners, repo.close
+
+
 @dataclass(frozen=True)
 class ApiDeps:
     """What the app needs: settings (windows, Redis prefix, JWT keys), a factory of the
@@ -74,8 +92,9 @@ class ApiDeps:
     store's factory also gets the callback that announces a changed rule to the workers.
 
     ``live_factory`` / ``history_factory`` replace the Redis reader / the PostgreSQL pool
-    (the demo's in-memory store); ``notices`` (with ``owner_of``, who owns a rule) adds the
-    demo's ``/ws`` fed by the in-memory store."""
+    (the demo's in-memory store);
+    ``feed_factory``/``owners_factory`` replace the gateway's Redis feed and PostgreSQL owner
+    lookup (the demo's in-memory store)."""
 
     settings: Settings
     redis_factory: Callable[[], aioredis.Redis]
@@ -85,8 +104,8 @@ class ApiDeps:
     profile_store: Callable[[ApiDeps], ProfileStore] = postgres_profiles
     live_factory: Callable[[], LiveSource] | None = None
     history_factory: Callable[[], CandleSource] | None = None
-    notices: Notices | None = None
-    owner_of: Callable[[str], str | None] = lambda _rule_id: None
+    feed_factory: Callable[[ApiDeps, aioredis.Redis], Feed] = redis_feed
+    owners_factory: Callable[[ApiDeps], tuple[RuleOwners, Callable[[], None]]] = postgres_owners
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiDeps:
@@ -152,15 +171,23 @@ def create_app(deps: ApiDeps) -> Litestar:
         client = deps.redis_factory()
         ctx = _build_context(deps, client)
         app.state.ctx = ctx
+        owners, close_owners = deps.owners_factory(deps)
+        gateway = Gateway(deps.settings, ctx.live, deps.feed_factory(deps, client), owners)
+        app.state.gateway = gateway
+        gateway_task = asyncio.create_task(gateway.run())
         try:
             yield
         finally:
+            gateway.shutdown()
+            gateway_task.cancel()
+            await asyncio.wait([gateway_task], timeout=GATEWAY_STOP_S)
             await _close(ctx)
             await client.aclose()
+            if not gateway_task.done():  # its blocked reads fail now that the client closed
+                await asyncio.wait([gateway_task], timeout=GATEWAY_STOP_S)
+            await anyio.to_thread.run_sync(close_owners)
 
-    handlers: list[ControllerRouterHandler] = [api_router, ops_router]
-    if deps.notices is not None:
-        handlers.append(live_ws_handler(deps.notices, deps.owner_of))
+    handlers: list[ControllerRouterHandler] = [api_router, ops_router, ws_endpoint]
     return Litestar(
         route_handlers=[*handlers, *dashboard_routers()],
         dependencies={"ctx": Provide(_context, sync_to_thread=False)},
