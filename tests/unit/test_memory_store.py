@@ -14,6 +14,7 @@ from tradepulse.adapters.redis_store import TokenUpdate
 from tradepulse.api.memory_reader import MemoryLiveReader
 from tradepulse.core.alerts import Alert
 from tradepulse.core.bars import Bar
+from tradepulse.core.trade import Trade
 from tradepulse.core.windows import TokenWindows, parse_windows
 
 SPECS = parse_windows("1min,1hour")
@@ -114,3 +115,30 @@ def test_nothing_survives_the_process_so_nothing_is_restored() -> None:
     assert store.partition_tokens([0]) == {}
     assert store.read_watermarks() == {0: T_MS}
     assert store.group_watermarks == {0: T_MS}
+
+
+def test_retained_trades_follow_every_write_as_the_redis_list_does() -> None:
+    """Writes every 20 s over 4 minutes of trades, a 2-minute longest window: the head
+    moves, so the store must drop the trades the worker no longer retains."""
+    specs = parse_windows("30s,2min")
+    clock = Clock(T_MS)
+    store = MemoryStore(clock, ttl_ms=120_000)
+    tw = TokenWindows(specs)
+    trades = [Trade("TOK", "w", i % 2 == 0, 0.1, 1.0, 1.0 + i, 1.0 + i, T_MS + i * 3_000,
+                    f"tx{i}", 0) for i in range(80)]  # fmt: skip
+    for step in range(13):
+        at_ms = T_MS + step * 20_000
+        for trade in trades:
+            if at_ms - 20_000 < trade.ts_ms <= at_ms:
+                tw.add(trade, at_ms)
+        stats = tw.stats(at_ms)
+        store.write([TokenUpdate("TOK", tw.sync_view(), stats, tw.newest_ms, at_ms)])
+        tw.mark_synced()
+        clock.now_ms = at_ms
+        ((token, updated_ms, kept),) = store.retained_trades(["TOK", "NONE"])
+        expected = [t for t in trades if t.ts_ms <= at_ms]
+        oldest_kept = max((t for t in expected if t.ts_ms <= at_ms - 120_000),
+                          key=lambda t: t.ts_ms, default=None)  # fmt: skip
+        start = expected.index(oldest_kept) if oldest_kept is not None else 0
+        assert (token, updated_ms) == ("TOK", at_ms)
+        assert kept == expected[start:]  # the window, and the price in force when it opened

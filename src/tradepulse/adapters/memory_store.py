@@ -6,13 +6,15 @@ adapters so that the same service and API code runs on it:
 
 * the worker's store (``Pipeline``'s ``LiveStore`` port, as ``RedisStore``): ``write``
   takes the same ``TokenUpdate`` batches. It keeps each token's window statistics,
+  retained trades (as the ``trades`` list: each update's ``SyncView`` applied),
   ``last_update``, forming bar and indicators, the ``tokens:active`` index, and appends
   final bars to the 1-minute history (an upsert on ``(token, open_ms)``, as ``bars_1m``)
   and alerts to the alert store. Nothing survives the process, so ``load_many`` finds no
   token to restore;
-* the source of the API's live reader: ``live_tokens`` and ``live_token`` return what
-  ``LiveReader`` decodes from Redis (``api/memory_reader.py`` wraps them in the
-  ``LiveReader`` methods ``ping``, ``summaries``, ``detail``);
+* the source of the API's live reader: ``live_tokens``, ``live_token`` and
+  ``retained_trades`` return what ``LiveReader`` decodes from Redis
+  (``api/memory_reader.py`` wraps them in the ``LiveReader`` methods ``ping``,
+  ``summaries``, ``detail``, ``recent_trades``);
 * the API's history (``HistoryPool``): ``candles``, ``check``, ``close``.
 
 Expiry follows the Redis key TTLs, measured on the injected wall clock against the time of
@@ -39,8 +41,9 @@ from tradepulse.adapters.postgres import TIMEFRAMES_MS, Candle, bucket_range
 from tradepulse.adapters.redis_store import Restored, TokenUpdate
 from tradepulse.core.alerts import Alert
 from tradepulse.core.bars import Bar
+from tradepulse.core.trade import Trade
 from tradepulse.core.types import MS_PER_DAY, TokenId, TsMs
-from tradepulse.core.windows import WindowSpec, WindowStats
+from tradepulse.core.windows import SyncView, WindowSpec, WindowStats
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,21 @@ class _Token(msgspec.Struct):
     forming: Bar | None = None
     indicators: dict[str, float | None] | None = None
     indicators_ms: TsMs = 0
+    trades: list[Trade] = msgspec.field(default_factory=list)  # the retained trades
+    base: int = 0  # sequence number of ``trades[0]``
+
+
+def _synced(trades: list[Trade], base: int, view: SyncView) -> int:
+    """Apply ``view`` to ``trades`` (sequence number of the head: ``base``) in place, as
+    the Redis script does; returns the new base (``view.head``). The memory never loses
+    trades, so it always holds ``[head, replace_from)``."""
+    if view.replace_from == view.head:
+        trades.clear()
+        base = view.head
+    del trades[max(0, view.replace_from - base) :]
+    trades.extend(view.trades)
+    del trades[: max(0, view.head - base)]
+    return view.head
 
 
 def _rfc3339(ts_ms: TsMs) -> str:
@@ -152,6 +170,9 @@ class MemoryStore:
         stats = {**old.stats, **update.stats} if old is not None else dict(update.stats)
         entry = _Token(stats, update.newest_ms, update.written_ms, _rfc3339(update.written_ms),
                        update.forming)  # fmt: skip
+        if old is not None:
+            entry.trades, entry.base = old.trades, old.base
+        entry.base = _synced(entry.trades, entry.base, update.view)
         if update.indicators is not None:
             entry.indicators, entry.indicators_ms = dict(update.indicators), update.written_ms
         elif old is not None:
@@ -204,6 +225,21 @@ class MemoryStore:
             if entry is None or now - entry.written_ms >= self._ttl_ms:
                 return None
             return self._view(token, entry, now)
+
+    def retained_trades(self, tokens: Sequence[TokenId]) -> list[tuple[TokenId, TsMs, list[Trade]]]:
+        """``(token, updated_ms, trades)`` of each of ``tokens`` not expired that has
+        trades: its retained trades (oldest first, a copy) and the newest ``updated_ms``
+        of its statistics (the evaluation time of the last write)."""
+        now = self._now_ms()
+        out = []
+        with self._lock:
+            for token in tokens:
+                entry = self._tokens.get(token)
+                if entry is None or now - entry.written_ms >= self._ttl_ms or not entry.trades:
+                    continue
+                t_ms = max(s.updated_ms for s in entry.stats.values())
+                out.append((token, t_ms, list(entry.trades)))
+        return out
 
     @staticmethod
     def _view(token: TokenId, entry: _Token, now_ms: TsMs) -> LiveToken:

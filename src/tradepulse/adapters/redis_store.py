@@ -179,6 +179,11 @@ def _stored_trade(token: TokenId, raw: bytes) -> Trade:
                  s.token_amount * s.price_usd, s.ts_ms, s.tx_hash, s.event_index)  # fmt: skip
 
 
+def stored_trades(token: TokenId, raws: Sequence[bytes]) -> list[Trade]:
+    """The trades of a ``token:{addr}:trades`` list (``LRANGE`` items), in list order."""
+    return [_stored_trade(token, raw) for raw in raws]
+
+
 class Restored(msgspec.Struct, frozen=True):
     """A token as read back: its windows and, when it has emitted bars, their state."""
 

@@ -5,6 +5,7 @@ Key names are those of ``adapters/redis_store.py`` (``{addr}`` is a Redis Cluste
 tag: the braces are part of the key)::
 
     {prefix}tokens:active             ZSet    addr -> newest trade time (ms)
+    {prefix}token:{addr}:trades       List    retained trades, compact JSON, oldest first
     {prefix}token:{addr}:aggregates   Hash    window name -> JSON of WindowStats
     {prefix}token:{addr}:last_update  String  RFC 3339 time of the last write
     {prefix}livebar:{addr}            String  JSON of the forming 1-minute bar
@@ -16,20 +17,28 @@ The API never computes statistics; it only decodes and orders what is stored.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any, cast
 
+import anyio.to_thread
 import msgspec
 import redis.asyncio as aioredis
 
 from tradepulse.adapters.postgres import BarRepository, Candle
+from tradepulse.adapters.redis_store import stored_trades
 from tradepulse.api.query import SortKey
 from tradepulse.core.bars import Bar
 from tradepulse.core.types import TokenId, TsMs
 from tradepulse.core.windows import WindowStats
+from tradepulse.service.recent_dryrun import RetainedTrades
 
 _stats_decoder = msgspec.json.Decoder(WindowStats)
 _bar_decoder = msgspec.json.Decoder(Bar)
 _indicators_decoder = msgspec.json.Decoder(dict[str, Any])
+#: One token's retained trades and statistics, read together (from one worker write).
+_READ_RETAINED = """
+return {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('HVALS', KEYS[2])}
+"""
 
 
 class TokenSummary(msgspec.Struct, frozen=True):
@@ -121,6 +130,28 @@ class LiveReader:
             updated.decode() if updated is not None else None, _stats(raw),
             _bar_decoder.decode(bar) if bar is not None else None, _indicators(indicators),
         )  # fmt: skip
+
+    async def recent_trades(self, tokens: Sequence[TokenId]) -> list[RetainedTrades]:
+        """The retained trades of each of ``tokens`` that has some (one script per token:
+        its list and statistics from one write; one round trip), decoded in a worker
+        thread."""
+        pipe = self._client.pipeline(transaction=False)
+        for token in tokens:
+            tag = f"{self._prefix}token:{{{token}}}:"
+            pipe.eval(_READ_RETAINED, 2, tag + "trades", tag + "aggregates")
+        replies: list[list[list[bytes]]] = await pipe.execute()
+        return await anyio.to_thread.run_sync(_retained, list(tokens), replies)
+
+
+def _retained(tokens: list[TokenId], replies: list[list[list[bytes]]]) -> list[RetainedTrades]:
+    """``RetainedTrades`` of the tokens whose list and statistics exist; ``t_ms`` is the
+    newest ``updated_ms`` of the statistics (the worker's clock at its last write)."""
+    out = []
+    for token, (raw_trades, raw_stats) in zip(tokens, replies, strict=True):
+        if raw_trades and raw_stats:
+            t_ms = max(_stats_decoder.decode(v).updated_ms for v in raw_stats)
+            out.append(RetainedTrades(token, t_ms, stored_trades(token, raw_trades)))
+    return out
 
 
 def sort_summaries(items: list[TokenSummary], key: SortKey) -> list[TokenSummary]:

@@ -22,6 +22,7 @@ from tradepulse.adapters.postgres import Candle
 from tradepulse.api.access import BEARER_OPTIONAL, PROVIDE_ME, authenticated, market_data
 from tradepulse.api.alerts_routes import ALERT_HANDLERS
 from tradepulse.api.context import Ctx
+from tradepulse.api.dryrun_routes import DRY_RUN_HANDLERS
 from tradepulse.api.problems import ProblemError, bad_param, no_nul, problem_docs
 from tradepulse.api.query import (
     DEFAULT_SORT,
@@ -120,7 +121,8 @@ async def token_candles(
     return CandlePage(addr, tf, from_ms, to_ms, await anyio.to_thread.run_sync(query))
 
 
-_protected = Router("/", route_handlers=[*RULE_HANDLERS, *ALERT_HANDLERS, *USER_HANDLERS],
+_protected = Router("/", route_handlers=[*RULE_HANDLERS, *DRY_RUN_HANDLERS, *ALERT_HANDLERS,
+                                         *USER_HANDLERS],
                     guards=[authenticated], dependencies={"me": PROVIDE_ME})  # fmt: skip
 api_router = Router(
     "/api/v1",

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from tradepulse.adapters.postgres import Candle
 from tradepulse.api.reader import TokenDetail, TokenSummary
 from tradepulse.core.types import TokenId, TsMs
+from tradepulse.service.recent_dryrun import RetainedTrades
 
 
 class LiveSource(Protocol):
@@ -23,6 +25,11 @@ class LiveSource(Protocol):
     async def summaries(self) -> list[TokenSummary]: ...
 
     async def detail(self, token: TokenId) -> TokenDetail | None: ...
+
+    async def recent_trades(self, tokens: Sequence[TokenId]) -> list[RetainedTrades]:
+        """The trades workers retain of each of ``tokens`` (at most the longest window),
+        tokens without any left out."""
+        ...
 
 
 class CandleSource(Protocol):

@@ -5,9 +5,10 @@ process holds per token: its ``TokenWindows`` and its ``TokenBars`` (when bars a
 Nothing here knows who calls it: the replay's dry run (``tradepulse replay --rules``) and
 a worker's scan build their tables the same way.
 
-``DryRun`` is a ``Scanner`` whose alerts go to a binary stream, one msgspec-JSON ``Alert``
-per line, counted per rule. ``load_rules`` reads a rules document: one rule object or a list
-of them, each identified by its name (version 0), every error reported with its path.
+``DryRun`` is a ``Scanner`` whose alerts go to a binary stream (when given one), one
+msgspec-JSON ``Alert`` per line, counted per rule. ``load_rules`` reads a rules document:
+one rule object or a list of them, each identified by its name (version 0), every error
+reported with its path.
 """
 
 from __future__ import annotations
@@ -185,12 +186,13 @@ def _parse_list(doc: list[object], windows: tuple[str, ...]) -> list[Rule]:
 
 
 class DryRun:
-    """A ``Scanner`` over ``rules`` whose alerts are written to ``out`` as JSON lines.
+    """A ``Scanner`` over ``rules`` whose alerts are written to ``out`` as JSON lines
+    (``out=None``: only counted and returned).
 
     ``counts`` holds the alerts per rule id, every rule listed (disabled ones at 0).
     ``needs_bars``: an enabled rule reads ``bar.`` or ``ind.``, so ``scan`` needs bars."""
 
-    def __init__(self, rules: Sequence[Rule], out: BinaryIO) -> None:
+    def __init__(self, rules: Sequence[Rule], out: BinaryIO | None) -> None:
         self.scanner = Scanner(rules)
         self.metrics = self.scanner.input_metrics
         self.needs_bars = reads_bars(rules)
@@ -213,12 +215,13 @@ class DryRun:
         newest = np.fromiter((_newest_ms(windows_by_token, t) for t in tokens), np.int64,
                              len(tokens))  # fmt: skip
         alerts = self.scanner.scan(t_ms, tokens, cols, newest)
-        if alerts:
+        for alert in alerts:
+            self.counts[alert.rule_id] += 1
+        if alerts and self._out is not None:
             buf = bytearray()
             for alert in alerts:
                 self._encoder.encode_into(alert, buf, -1)
                 buf += b"\n"
-                self.counts[alert.rule_id] += 1
             self._out.write(buf)
         return alerts
 

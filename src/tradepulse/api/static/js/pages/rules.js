@@ -1,8 +1,9 @@
 // The rule editor: a JSON textarea validated as you type (POST /api/v1/rules/validate),
-// the rules list with enable/disable switches (PATCH), and creation (POST).
+// a dry run over the last 15 minutes (POST /api/v1/rules/dry-run), the rules list with
+// enable/disable switches (PATCH), and creation (POST).
 
 import { api, ApiError, principal } from "../api.js";
-import { el } from "../format.js";
+import { clock, el, shortToken } from "../format.js";
 
 const EXAMPLE = {
   name: "volume spike",
@@ -16,6 +17,8 @@ const EXAMPLE = {
   },
 };
 const DEBOUNCE_MS = 300;
+const DRY_RUN = { since: "15min" }; // scanned at the workers' interval
+const TIMES_SHOWN = 8;
 
 function errorList(errors) {
   return errors.map((e) => el("li", {}, el("code", {}, e.path || "$"), " ", e.message));
@@ -36,6 +39,33 @@ function describe(error) {
   const params = error.problem?.invalid_params;
   if (params?.length) return params.map((p) => `${p.name}: ${p.reason}`).join("; ");
   return error.message;
+}
+
+/** The problem's invalid_params as {path, message} (as a validation's errors). */
+function problemErrors(error) {
+  return (error.problem?.invalid_params || []).map((p) => ({ path: p.name, message: p.reason }));
+}
+
+/** "N alerts over S scans of T tokens", then per token its count and first times. */
+function dryRunReport(result) {
+  const total = Object.values(result.counts).reduce((a, b) => a + b, 0);
+  const head = el("div", { id: "dryrun-summary" },
+    `${total} alert(s) over ${result.scans} scans of ${result.tokens} token(s), `,
+    `${clock(result.from_ms)}–${clock(result.to_ms)}`, result.truncated ? " (truncated)" : "");
+  const times = {};
+  for (const alert of result.alerts) (times[alert.token] ||= []).push(alert.triggered_ms);
+  const rows = Object.entries(result.counts).sort((a, b) => b[1] - a[1]).map(([token, count]) => {
+    const shown = (times[token] || []).slice(0, TIMES_SHOWN).map(clock).join(" ");
+    const more = count > TIMES_SHOWN ? " …" : "";
+    return el("tr", { "data-token": token },
+      el("td", { class: "left mono", title: token }, shortToken(token)), el("td", {}, count),
+      el("td", { class: "left mono small dim wrap" }, shown + more));
+  });
+  const table = rows.length ? el("table", { class: "grid", id: "dryrun-table" },
+    el("thead", {}, el("tr", {}, el("th", { class: "left" }, "token"), el("th", {}, "alerts"),
+      el("th", { class: "left" }, "times"))), el("tbody", {}, rows)) : null;
+  const notes = el("ul", { class: "dim small" }, result.notes.map((n) => el("li", {}, n)));
+  return table ? [head, table, notes] : [head, notes];
 }
 
 function ruleRow(rule, refresh, report) {
@@ -66,6 +96,8 @@ export function mount(view) {
   const status = el("div", { id: "rule-status", class: "dim" }, "");
   const errors = el("ul", { id: "rule-errors", class: "errors" });
   const create = el("button", { id: "rule-create", type: "button", disabled: true }, "Create rule");
+  const dryRun = el("button", { id: "rule-dryrun", type: "button", disabled: true }, "Dry run (last 15 min)");
+  const dryRunResult = el("div", { id: "dryrun-result", class: "small" });
   const message = el("div", { id: "rules-message", class: "dim" });
   const tbody = el("tbody");
   const table = el("table", { id: "rules-table", class: "grid" },
@@ -73,7 +105,7 @@ export function mount(view) {
       el("th", { class: "left" }, "conditions"), el("th", {}, "version"), el("th", {}, "owner"))), tbody);
   view.replaceChildren(el("div", { class: "columns" },
     el("section", { class: "panel wide" }, el("div", { class: "panel-head" }, el("h1", {}, "Rules"), message), table),
-    el("section", { class: "panel" }, el("h2", {}, "New rule (JSON)"), editor, status, errors, create,
+    el("section", { class: "panel" }, el("h2", {}, "New rule (JSON)"), editor, status, errors, create, " ", dryRun, dryRunResult,
       el("p", { class: "dim small" }, "Metrics: window.<window>.<statistic>, bar.<field>, ind.<name>, price. ",
         "The language is described in docs/rules.md."))));
 
@@ -103,6 +135,7 @@ export function mount(view) {
       status.className = "bad";
       errors.replaceChildren(el("li", {}, jsonError(editor.value, error)));
       create.disabled = true;
+      dryRun.disabled = true;
       return;
     }
     try {
@@ -112,12 +145,32 @@ export function mount(view) {
       status.className = result.valid ? "good" : "bad";
       errors.replaceChildren(...errorList(result.errors || []));
       create.disabled = !result.valid || !principal();
+      dryRun.disabled = create.disabled;
     } catch (error) {
       if (closed || mine !== generation) return;
       status.textContent = describe(error);
       status.className = "bad";
       errors.replaceChildren();
       create.disabled = true;
+      dryRun.disabled = true;
+    }
+  }
+
+  async function runDry() {
+    dryRun.disabled = true;
+    dryRunResult.replaceChildren("running…");
+    try {
+      const body = { rule: JSON.parse(editor.value), ...DRY_RUN };
+      const result = await api("/rules/dry-run", { method: "POST", body });
+      if (closed) return;
+      dryRunResult.replaceChildren(...dryRunReport(result));
+    } catch (error) {
+      if (closed) return;
+      const found = problemErrors(error);
+      dryRunResult.replaceChildren(el("div", { class: "bad" }, found.length ? "dry run refused" : describe(error)));
+      if (found.length) errors.replaceChildren(...errorList(found));
+    } finally {
+      dryRun.disabled = create.disabled;
     }
   }
 
@@ -125,6 +178,7 @@ export function mount(view) {
     clearTimeout(timer);
     timer = setTimeout(validate, DEBOUNCE_MS);
   });
+  dryRun.addEventListener("click", runDry);
   create.addEventListener("click", async () => {
     try {
       const rule = await api("/rules", { method: "POST", body: JSON.parse(editor.value) });
