@@ -28,7 +28,7 @@ from tradepulse.adapters.postgres_rules import (
     RuleNotFoundError,
     RuleVersion,
     StoredRule,
-    index_errors,
+    validate_all,
 )
 from tradepulse.core.alerts import Alert
 from tradepulse.core.profiles import Profile, StoredProfile
@@ -84,16 +84,7 @@ class MemoryRuleStore:
     ) -> builtins.list[StoredRule]:
         """All or none; errors prefixed with the index of the definition (``[2].name``)."""
         _check_owner(owner)
-        errors: builtins.list[str] = []
-        rules: builtins.list[tuple[Rule, Definition]] = []
-        for i, definition in enumerate(definitions):
-            try:
-                rules.append((self._validate(definition), definition))
-            except RuleError as exc:
-                errors += index_errors(i, exc.errors)
-        if errors:
-            raise RuleError(errors)
-        return self._insert(owner, rules)
+        return self._insert(owner, validate_all(definitions, self._validate))
 
     def _insert(
         self, owner: str, rules: Sequence[tuple[Rule, Definition]]

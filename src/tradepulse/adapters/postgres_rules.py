@@ -136,6 +136,23 @@ def _check_owner(owner: str) -> None:
         raise ValueError("owner must not be blank")
 
 
+def validate_all(
+    definitions: Sequence[Definition], validate: Callable[[object], Rule]
+) -> list[tuple[Rule, Definition]]:
+    """Each definition with its rule, or one ``RuleError`` listing the errors of every
+    invalid definition, paths prefixed with its index (``[2].name: ...``)."""
+    errors: list[str] = []
+    rules: list[tuple[Rule, Definition]] = []
+    for i, definition in enumerate(definitions):
+        try:
+            rules.append((validate(definition), definition))
+        except RuleError as exc:
+            errors += index_errors(i, exc.errors)
+    if errors:
+        raise RuleError(errors)
+    return rules
+
+
 def index_errors(index: int, errors: Iterable[str]) -> list[str]:
     """Errors of item ``index`` of a list of rules: ``name: ..`` -> ``[2].name: ..``."""
     out = []
@@ -179,16 +196,7 @@ class RuleRepository(Repository):
         """Store several rules in one transaction: all or none. ``RuleError`` lists the
         errors of every invalid one, paths prefixed with its index (``[2].name: ...``)."""
         _check_owner(owner)
-        errors: builtins.list[str] = []
-        rules: builtins.list[tuple[Rule, Definition]] = []
-        for i, definition in enumerate(definitions):
-            try:
-                rules.append((self._validate(definition), definition))
-            except RuleError as exc:
-                errors += index_errors(i, exc.errors)
-        if errors:
-            raise RuleError(errors)
-        return self._insert(owner, rules)
+        return self._insert(owner, validate_all(definitions, self._validate))
 
     def _insert(
         self, owner: str, rules: Sequence[tuple[Rule, Definition]]
