@@ -59,6 +59,7 @@ class Settings(msgspec.Struct, frozen=True):
     public_market_data: bool = True  # tokens, candles, symbols readable without a token
     otel_endpoint: str = ""  # OTLP/HTTP collector; empty: tracing off
     otel_service_name: str = ""  # empty: tradepulse-<role> (worker, persist, rebuild)
+    api_cache_ttl_ms: int = 1_000  # longest age of the token list's read (0: every request)
     ws_heartbeat_ms: int = 15_000  # server heartbeat; a peer silent for 2 intervals is closed
     ws_send_queue: int = 1_000  # alerts and replies queued per connection before 4008
     ws_rate: int = 20  # client messages per second (token bucket refill)
@@ -353,6 +354,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRADEPULSE_PUBLIC_MARKET_DATA": ("public_market_data", _flag),
     "TRADEPULSE_OTEL_ENDPOINT": ("otel_endpoint", _otel_endpoint),
     "TRADEPULSE_OTEL_SERVICE_NAME": ("otel_service_name", _stripped),
+    "TRADEPULSE_API_CACHE_TTL": ("api_cache_ttl_ms", _duration),
     "TRADEPULSE_WS_HEARTBEAT": ("ws_heartbeat_ms", _positive_duration),
     "TRADEPULSE_WS_SEND_QUEUE": ("ws_send_queue", _int_at_least(1)),
     "TRADEPULSE_WS_RATE": ("ws_rate", _int_at_least(1)),

@@ -43,6 +43,7 @@ from tradepulse.api.feeds import Feed, RedisFeed, RuleOwners
 from tradepulse.api.ops import ops_router
 from tradepulse.api.owners import postgres_rule_owners
 from tradepulse.api.problems import AUTH_ENV, EXCEPTION_HANDLERS
+from tradepulse.api.ranking import Rankings
 from tradepulse.api.reader import HistoryPool, LiveReader
 from tradepulse.api.routes import api_router, reject_unknown_params
 from tradepulse.api.sources import CandleSource, LiveSource
@@ -147,6 +148,7 @@ def _build_context(deps: ApiDeps, client: aioredis.Redis) -> ApiContext:
     return ApiContext(
         settings, live, history, JwtVerifier(keys), deps.rule_store(deps, publish),
         deps.alert_store(deps), deps.profile_store(deps),
+        Rankings(live, settings.api_cache_ttl_ms),
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from litestar.di import Dependency
 from litestar.params import SkipValidationMarker
 
 from tradepulse.api.auth import JwtVerifier
+from tradepulse.api.ranking import Rankings
 from tradepulse.api.sources import CandleSource, LiveSource
 from tradepulse.api.stores import AlertStore, ProfileStore, RuleStore
 from tradepulse.config import Settings
@@ -28,6 +29,7 @@ class ApiContext:
     rules: RuleStore
     alerts: AlertStore
     profiles: ProfileStore
+    rankings: Rankings  # the token list's read cache over ``live``
     started_s: float = field(default_factory=time.time)
 
 

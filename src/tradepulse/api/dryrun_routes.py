@@ -29,7 +29,6 @@ from tradepulse.api.bodies import invalid_body, strict_body
 from tradepulse.api.context import ApiContext, Ctx
 from tradepulse.api.problems import problem_docs
 from tradepulse.api.query import SortKey
-from tradepulse.api.reader import sort_summaries
 from tradepulse.core.errors import WindowSpecError
 from tradepulse.core.rule_model import Rule
 from tradepulse.core.rules import parse_rule
@@ -101,7 +100,7 @@ async def _tokens(ctx: ApiContext, body: DryRunRequest, rule: Rule) -> list[Toke
         return sorted(rule.symbols)[:MAX_TOKENS]
     names = [spec.name for spec in ctx.settings.windows]
     window = RANK_WINDOW if RANK_WINDOW in names else names[0]
-    ranked = sort_summaries(await ctx.live.summaries(), SortKey(window, "total_volume", True))
+    ranked = await ctx.rankings.ranked(SortKey(window, "total_volume", True))
     return [item.token for item in ranked[:MAX_TOKENS]]
 
 

@@ -33,7 +33,7 @@ from tradepulse.api.query import (
     parse_range,
     parse_sort,
 )
-from tradepulse.api.reader import TokenDetail, TokenSummary, sort_summaries
+from tradepulse.api.reader import TokenDetail, TokenSummary
 from tradepulse.api.rules_routes import RULE_HANDLERS
 from tradepulse.api.symbols_routes import SYMBOL_HANDLERS
 from tradepulse.api.user_routes import USER_HANDLERS
@@ -85,7 +85,7 @@ async def list_tokens(
     """Active tokens with every window's statistics, ordered by one statistic."""
     key = parse_sort(sort, ctx.settings.windows)
     offset = decode_cursor(cursor, key).offset if cursor is not None else 0
-    ranked = sort_summaries(await ctx.live.summaries(), key)
+    ranked = await ctx.rankings.ranked(key)
     end = offset + limit
     following = encode_cursor(Cursor(end, str(key))) if end < len(ranked) else None
     return TokenPage(ranked[offset:end], str(key), limit, len(ranked), following)
