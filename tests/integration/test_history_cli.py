@@ -132,7 +132,8 @@ def test_candles_timeframes_are_the_repository_timeframes() -> None:
 
 
 def persist_process(dsn: str, prefix: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TRADEPULSE_PG_DSN": dsn, "TRADEPULSE_REDIS_PREFIX": prefix}
+    env = {**os.environ, "TRADEPULSE_PG_DSN": dsn, "TRADEPULSE_REDIS_PREFIX": prefix,
+           "TRADEPULSE_PERSIST_HTTP_PORT": "0"}  # any free port: tests may run side by side
     return subprocess.Popen([sys.executable, "-m", "tradepulse", "persist"], env=env,
                             stderr=subprocess.PIPE)  # fmt: skip
 

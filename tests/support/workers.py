@@ -29,6 +29,7 @@ def worker_env(bootstrap: str, topic: str, group: str, prefix: str, **extra: str
             "TRADEPULSE_CLOCK": "event", "TRADEPULSE_BATCH_SIZE": "5000",
             "TRADEPULSE_BATCH_WAIT_MS": "50", "TRADEPULSE_MAINTENANCE_INTERVAL": "200ms",
             "TRADEPULSE_STALE_AFTER": "1ms", "LOG_LEVEL": "WARN", "TRADEPULSE_HTTP_PORT": "0",
+            "TRADEPULSE_PERSIST_HTTP_PORT": "0",
             **extra}  # fmt: skip
 
 
