@@ -13,8 +13,8 @@ a slot, so the per-token script also runs on a cluster)::
 
 A token's four keys change together in one script (a reader never sees aggregates of one
 batch with ``last_update`` or indices of another) and all get the TTL of the longest
-window. ``tokens:active`` lives in another slot, so it is updated beside the script, in
-the same pipeline.
+window. ``tokens:active`` lives in another slot, so it is updated beside the scripts, in
+the same pipeline: one ZADD for every token of the batch, after their scripts.
 
 The trades list follows ``TokenWindows.sync_view``: keep the list before ``replace_from``,
 append the new trades, drop what is before ``head``. If the list does not hold
@@ -280,9 +280,7 @@ class RedisStore:
                     self.scan_key(update.token), self.alerts_key)  # fmt: skip
             args = self._args(update, written[update.written_ms])
             commands.append(("EVALSHA", self._sha, len(keys), *keys, *args))
-            commands.append(("ZADD", self.active_key, update.newest_ms, update.token))
-            if update.partition >= 0:
-                commands.append(("SADD", self.partition_key(update.partition), update.token))
+        commands += self._index_commands(updates)
         if watermarks:
             flat = [x for p, t in watermarks.items() for x in (str(p), t)]
             commands.append(("HSET", self.watermarks_key, *flat))
@@ -296,11 +294,24 @@ class RedisStore:
             metrics.REDIS_SECONDS.labels("write").observe(time.perf_counter() - started)
         if watermarks:
             self.group_watermarks = {int(p): int(t) for p, t in results[-1].items()}
-        oks, i = [], 0
-        for update in updates:  # each update: script, zadd[, sadd]
-            oks.append(results[i])
-            i += 3 if update.partition >= 0 else 2
+        oks = results[: len(updates)]  # the scripts' replies come first
         return [u.token for u, ok in zip(updates, oks, strict=True) if not ok]
+
+    def _index_commands(self, updates: Sequence[TokenUpdate]) -> list[tuple[Any, ...]]:
+        """After the scripts: every token's newest trade time in ``tokens:active`` in one
+        ZADD, and each partition's tokens in one SADD (one command per batch instead of
+        two per token)."""
+        if not updates:
+            return []
+        scores: list[object] = []
+        by_partition: dict[int, list[TokenId]] = {}
+        for update in updates:
+            scores += (update.newest_ms, update.token)
+            if update.partition >= 0:
+                by_partition.setdefault(update.partition, []).append(update.token)
+        commands: list[tuple[Any, ...]] = [("ZADD", self.active_key, *scores)]
+        commands += [("SADD", self.partition_key(p), *tokens) for p, tokens in by_partition.items()]
+        return commands
 
     def _execute_scripts(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Run ``commands`` in one pipeline; the write script is called by its hash
