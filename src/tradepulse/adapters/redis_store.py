@@ -32,9 +32,10 @@ from typing import Any
 
 import msgspec
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from tradepulse import metrics
+from tradepulse.adapters.redis_packed import as_dict, execute_packed
 from tradepulse.core.alerts import Alert
 from tradepulse.core.bars import Bar
 from tradepulse.core.errors import StoreUnavailableError
@@ -293,7 +294,7 @@ class RedisStore:
         finally:
             metrics.REDIS_SECONDS.labels("write").observe(time.perf_counter() - started)
         if watermarks:
-            self.group_watermarks = {int(p): int(t) for p, t in results[-1].items()}
+            self.group_watermarks = {int(p): int(t) for p, t in as_dict(results[-1]).items()}
         oks = results[: len(updates)]  # the scripts' replies come first
         return [u.token for u, ok in zip(updates, oks, strict=True) if not ok]
 
@@ -314,21 +315,25 @@ class RedisStore:
         return commands
 
     def _execute_scripts(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Run ``commands`` in one pipeline; the write script is called by its hash
-        (EVALSHA: no script text and no SCRIPT EXISTS round trip per batch). When Redis
-        does not know the script (first use, or restarted empty) it is loaded and the
-        pipeline run again: every command in it is idempotent."""
-        for attempt in (1, 2):
-            pipe = self._client.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        """Run ``commands`` in one round trip (``execute_packed``); the write script is
+        called by its hash (EVALSHA: no script text and no SCRIPT EXISTS round trip per
+        batch). When Redis does not know the script (first use, or restarted empty) it is
+        loaded and everything sent again, as after a connection closed while idle: every
+        command is idempotent. The first error reply is raised."""
+        for attempt in (1, 2, 3):
             try:
-                return list(pipe.execute())
-            except NoScriptError:
-                if attempt == 2:
+                replies = execute_packed(self._client, commands)
+            except redis.ConnectionError:
+                if attempt == 3:
                     raise
-                if self._client.script_load(_WRITE_TOKEN) != self._sha:
-                    raise StoreUnavailableError("Redis returned another script hash") from None
+                continue  # a connection closed while idle: once more on a new one
+            first = next((r for r in replies if isinstance(r, ResponseError)), None)
+            if first is None:
+                return replies
+            if not isinstance(first, NoScriptError) or attempt == 3:
+                raise first
+            if self._client.script_load(_WRITE_TOKEN) != self._sha:
+                raise StoreUnavailableError("Redis returned another script hash") from None
         raise AssertionError("unreachable")
 
     def read_watermarks(self) -> dict[int, TsMs]:
