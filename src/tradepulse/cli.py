@@ -170,7 +170,7 @@ def worker_cmd(
     import threading
 
     from tradepulse import supervisor
-    from tradepulse.wiring import configure_logging, run_worker
+    from tradepulse.wiring import configure_logging, run_worker, tune_gc
 
     settings = settings_or_exit()
     configure_logging(settings)
@@ -182,6 +182,7 @@ def worker_cmd(
         if processes > 1 and child is None:
             supervisor.run_group(processes, settings, stop, persist=persist)
             return
+        tune_gc()  # this process runs the batch loop (not a supervisor)
         if child is not None:
             supervisor.watch_parent(stop)
             port_file = supervisor.child_port_file(child)

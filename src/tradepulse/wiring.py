@@ -3,6 +3,7 @@ adapters for the service layer."""
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 from collections.abc import Callable
@@ -205,6 +206,22 @@ def run_worker(
             stop.set()
             persister.join(timeout=5)
     return worker
+
+
+#: Objects allocated between young collections (CPython's default: 700). The batch loop
+#: allocates and frees many short-lived containers per trade; a larger young generation
+#: means far fewer collections, and fewer of the older ones they trigger (with the default,
+#: full collections of the tokens' state took up to 70 ms; at 20,000 a young collection
+#: takes about 5 ms).
+GC_THRESHOLDS = (20_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Move everything allocated so far (modules, settings, clients) out of the collector's
+    reach (``gc.freeze``) and collect the young generation less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _redis_store(settings: Settings) -> RedisStore:

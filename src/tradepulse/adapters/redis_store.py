@@ -13,8 +13,8 @@ a slot, so the per-token script also runs on a cluster)::
 
 A token's four keys change together in one script (a reader never sees aggregates of one
 batch with ``last_update`` or indices of another) and all get the TTL of the longest
-window. ``tokens:active`` lives in another slot, so it is updated beside the script, in
-the same pipeline.
+window. ``tokens:active`` lives in another slot, so it is updated beside the scripts, in
+the same pipeline: one ZADD for every token of the batch, after their scripts.
 
 The trades list follows ``TokenWindows.sync_view``: keep the list before ``replace_from``,
 append the new trades, drop what is before ``head``. If the list does not hold
@@ -32,9 +32,10 @@ from typing import Any
 
 import msgspec
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from tradepulse import metrics
+from tradepulse.adapters.redis_packed import as_dict, execute_packed
 from tradepulse.core.alerts import Alert
 from tradepulse.core.bars import Bar
 from tradepulse.core.errors import StoreUnavailableError
@@ -290,9 +291,7 @@ class RedisStore:
                     self.scan_key(update.token), self.alerts_key)  # fmt: skip
             args = self._args(update, written[update.written_ms])
             commands.append(("EVALSHA", self._sha, len(keys), *keys, *args))
-            commands.append(("ZADD", self.active_key, update.newest_ms, update.token))
-            if update.partition >= 0:
-                commands.append(("SADD", self.partition_key(update.partition), update.token))
+        commands += self._index_commands(updates)
         if updates:
             names = "\n".join(dict.fromkeys(u.token for u in updates))
             commands.append(("PUBLISH", f"{self._prefix}{STATS_CHANNEL}", names))
@@ -308,29 +307,46 @@ class RedisStore:
         finally:
             metrics.REDIS_SECONDS.labels("write").observe(time.perf_counter() - started)
         if watermarks:
-            self.group_watermarks = {int(p): int(t) for p, t in results[-1].items()}
-        oks, i = [], 0
-        for update in updates:  # each update: script, zadd[, sadd]
-            oks.append(results[i])
-            i += 3 if update.partition >= 0 else 2
+            self.group_watermarks = {int(p): int(t) for p, t in as_dict(results[-1]).items()}
+        oks = results[: len(updates)]  # the scripts' replies come first
         return [u.token for u, ok in zip(updates, oks, strict=True) if not ok]
 
+    def _index_commands(self, updates: Sequence[TokenUpdate]) -> list[tuple[Any, ...]]:
+        """After the scripts: every token's newest trade time in ``tokens:active`` in one
+        ZADD, and each partition's tokens in one SADD (one command per batch instead of
+        two per token)."""
+        if not updates:
+            return []
+        scores: list[object] = []
+        by_partition: dict[int, list[TokenId]] = {}
+        for update in updates:
+            scores += (update.newest_ms, update.token)
+            if update.partition >= 0:
+                by_partition.setdefault(update.partition, []).append(update.token)
+        commands: list[tuple[Any, ...]] = [("ZADD", self.active_key, *scores)]
+        commands += [("SADD", self.partition_key(p), *tokens) for p, tokens in by_partition.items()]
+        return commands
+
     def _execute_scripts(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Run ``commands`` in one pipeline; the write script is called by its hash
-        (EVALSHA: no script text and no SCRIPT EXISTS round trip per batch). When Redis
-        does not know the script (first use, or restarted empty) it is loaded and the
-        pipeline run again: every command in it is idempotent."""
-        for attempt in (1, 2):
-            pipe = self._client.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        """Run ``commands`` in one round trip (``execute_packed``); the write script is
+        called by its hash (EVALSHA: no script text and no SCRIPT EXISTS round trip per
+        batch). When Redis does not know the script (first use, or restarted empty) it is
+        loaded and everything sent again, as after a connection closed while idle: every
+        command is idempotent. The first error reply is raised."""
+        for attempt in (1, 2, 3):
             try:
-                return list(pipe.execute())
-            except NoScriptError:
-                if attempt == 2:
+                replies = execute_packed(self._client, commands)
+            except redis.ConnectionError:
+                if attempt == 3:
                     raise
-                if self._client.script_load(_WRITE_TOKEN) != self._sha:
-                    raise StoreUnavailableError("Redis returned another script hash") from None
+                continue  # a connection closed while idle: once more on a new one
+            first = next((r for r in replies if isinstance(r, ResponseError)), None)
+            if first is None:
+                return replies
+            if not isinstance(first, NoScriptError) or attempt == 3:
+                raise first
+            if self._client.script_load(_WRITE_TOKEN) != self._sha:
+                raise StoreUnavailableError("Redis returned another script hash") from None
         raise AssertionError("unreachable")
 
     def read_watermarks(self) -> dict[int, TsMs]:
