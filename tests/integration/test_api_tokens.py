@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import msgspec
 import pytest
@@ -217,3 +217,71 @@ def test_redis_down_is_503_problem_and_not_ready() -> None:
         ready = client.get("/health/ready")
         assert ready.status_code == 503
         assert ready.json()["redis"] is False
+
+
+@pytest.mark.parametrize(
+    ("where", "keep"),
+    [
+        (["window.5min.trade_count>=3"], lambda s: s["5min"].trade_count >= 3),
+        (["window.1hour.total_volume<1000000", "window.1min.trade_count!=0"],
+         lambda s: s["1hour"].total_volume < 1_000_000 and s["1min"].trade_count != 0),
+        (["window.1min.vwap>0"], lambda s: s["1min"].vwap is not None and s["1min"].vwap > 0),
+        (["window.5min.buy_count == 2"], lambda s: s["5min"].buy_count == 2),
+    ],
+)
+def test_token_list_where_filters_keep_exactly_the_matching_tokens(
+    api: TestClient,  # type: ignore[type-arg]
+    written: dict[str, dict[str, WindowStats]],
+    where: list[str],
+    keep: Callable[[dict[str, WindowStats]], bool],
+) -> None:
+    page = api.get("/api/v1/tokens", params={"where": where, "limit": "500"}).json()
+    order = expected_order(written, "5min", "total_volume", True)
+    expected = [t for t in order if keep(written[t])]
+    assert [item["token"] for item in page["items"]] == expected
+    assert page["total"] == len(expected)
+
+
+def test_token_list_q_is_a_case_insensitive_substring_of_the_address(
+    api: TestClient,  # type: ignore[type-arg]
+    written: dict[str, dict[str, WindowStats]],
+) -> None:
+    needle = sorted(written)[0][-3:].upper()
+    page = api.get("/api/v1/tokens", params={"q": needle}).json()
+    expected = [t for t in expected_order(written, "5min", "total_volume", True)
+                if needle.lower() in t.lower()]  # fmt: skip
+    assert expected and [item["token"] for item in page["items"]] == expected
+
+
+def test_token_list_filtered_pages_cover_the_matches_once_and_bind_the_cursor(
+    api: TestClient,  # type: ignore[type-arg]
+    written: dict[str, dict[str, WindowStats]],
+) -> None:
+    where = "window.1hour.trade_count>=1"
+    seen, cursor = [], None
+    while True:
+        params = {"where": where, "limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = api.get("/api/v1/tokens", params=params).json()
+        seen += [item["token"] for item in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        cursor = page["next_cursor"]
+        other = api.get("/api/v1/tokens", params={"where": "window.1hour.trade_count>=2",
+                                                  "cursor": cursor})  # fmt: skip
+        assert other.status_code == 400
+    assert seen == [t for t in expected_order(written, "5min", "total_volume", True)
+                    if written[t]["1hour"].trade_count >= 1]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["window.5min.total_volume", "window.2min.trade_count>1", "window.5min.nope>1",
+     "window.5min.trade_count>x", "window.5min.trade_count>nan", "price>1"],
+)
+def test_token_list_bad_where_is_400_naming_where(
+    api: TestClient,  # type: ignore[type-arg]
+    where: str,
+) -> None:
+    response = api.get("/api/v1/tokens", params={"where": where})
+    assert response.status_code == 400, response.text
+    assert [p["name"] for p in response.json()["invalid_params"]] == ["where"]

@@ -3,7 +3,11 @@ the parameter and what it accepts.
 
 * ``sort``: ``[-]window.<window>.<stat>`` (``-``: descending), a ``WindowStats`` field of a
   configured window.
-* ``cursor``: opaque to clients; URL-safe base64 of JSON ``{"offset", "sort"}``. It is
+* ``where`` (repeatable): ``window.<window>.<stat><op><number>``, op one of
+  ``>= <= == != > <``; all must hold; a null statistic never matches. ``q``: a
+  case-insensitive substring of the token address.
+* ``cursor``: opaque to clients; URL-safe base64 of JSON ``{"offset", "sort", "where"}``
+  (a cursor is refused with other sort or filters). It is
   offset based: a page boundary may shift when tokens enter or leave ``tokens:active``
   between two requests (a token may then be seen twice or skipped), never an error.
 * ``from`` / ``to``: epoch milliseconds (digits) or RFC 3339 with an offset (``Z`` too).
@@ -13,6 +17,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import msgspec
@@ -41,6 +49,64 @@ class SortKey(msgspec.Struct, frozen=True):
 class Cursor(msgspec.Struct, frozen=True):
     offset: int
     sort: str
+    where: str = ""  # the list's filters (``Filters.__str__``): a page of another list is refused
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+    ">": operator.gt, "<": operator.lt,
+}  # fmt: skip
+_WHERE_RE = re.compile(r"^window\.([^.<>=!]+)\.([a-z_]+)(>=|<=|==|!=|>|<)(.+)$")
+MAX_FILTERS = 10
+
+
+class Filter(msgspec.Struct, frozen=True):
+    """``window.<window>.<stat> <op> <number>``: a token whose statistic is null (or whose
+    window is missing) does not match."""
+
+    window: str
+    stat: str
+    op: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"window.{self.window}.{self.stat}{self.op}{self.value!r}"
+
+    def matches(self, windows: Mapping[str, object]) -> bool:
+        stats = windows.get(self.window)
+        value = getattr(stats, self.stat, None) if stats is not None else None
+        return value is not None and _OPS[self.op](value, self.value)
+
+
+def parse_filters(texts: Sequence[str], windows: tuple[WindowSpec, ...]) -> tuple[Filter, ...]:
+    """Every ``where`` parameter as a ``Filter`` (all must hold); 400 naming ``where``."""
+    if len(texts) > MAX_FILTERS:
+        raise bad_param("where", f"at most {MAX_FILTERS} filters")
+    return tuple(_filter(text, [spec.name for spec in windows]) for text in texts)
+
+
+def _filter(text: str, names: list[str]) -> Filter:
+    match = _WHERE_RE.match(text.replace(" ", ""))
+    if match is None:
+        raise bad_param("where", f"{text!r} is not window.<window>.<stat><op><number> "
+                                 "with op one of >= <= == != > <")  # fmt: skip
+    window, stat, op, number = match.groups()
+    if window not in names:
+        raise bad_param("where", f"unknown window {window!r}: accepts {', '.join(names)}")
+    if stat not in STATS:
+        raise bad_param("where", f"unknown statistic {stat!r}: accepts {', '.join(sorted(STATS))}")
+    try:
+        value = float(number)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise bad_param("where", f"{number!r} is not a finite number")
+    return Filter(window, stat, op, value)
+
+
+def filters_text(filters: Sequence[Filter], q: str | None) -> str:
+    """What a cursor remembers of a list's filters."""
+    return "&".join([*(str(f) for f in filters), *([f"q={q}"] if q else [])])
 
 
 _cursor_decoder = msgspec.json.Decoder(Cursor)
@@ -64,8 +130,9 @@ def encode_cursor(cursor: Cursor) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
 
 
-def decode_cursor(text: str, sort: SortKey) -> Cursor:
-    """The cursor of a previous page; it must have been made for the same ``sort``."""
+def decode_cursor(text: str, sort: SortKey, where: str = "") -> Cursor:
+    """The cursor of a previous page; it must have been made for the same ``sort`` and
+    filters (``where``)."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         cursor = _cursor_decoder.decode(raw)
@@ -75,6 +142,8 @@ def decode_cursor(text: str, sort: SortKey) -> Cursor:
         raise bad_param("cursor", "not a cursor returned by this API")
     if cursor.sort != str(sort):
         raise bad_param("cursor", f"made for sort={cursor.sort!r}, not {str(sort)!r}")
+    if cursor.where != where:
+        raise bad_param("cursor", "made for other filters (where, q) than these")
     return cursor
 
 

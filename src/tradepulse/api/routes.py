@@ -30,6 +30,8 @@ from tradepulse.api.query import (
     Cursor,
     decode_cursor,
     encode_cursor,
+    filters_text,
+    parse_filters,
     parse_range,
     parse_sort,
 )
@@ -74,20 +76,36 @@ async def reject_unknown_params(request: Request[Any, Any, Any]) -> None:
 MAX_BODY_BYTES = 64 * 1024
 
 
-@get("/tokens", opt={"query": ("sort", "limit", "cursor")}, guards=[market_data],
+@get("/tokens", opt={"query": ("sort", "limit", "cursor", "where", "q")}, guards=[market_data],
      security=BEARER_OPTIONAL, responses=problem_docs(400, 401, 503))  # fmt: skip
 async def list_tokens(
     ctx: Ctx,
     sort: Annotated[str, QueryParameter(description="[-]window.<window>.<stat>")] = DEFAULT_SORT,
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 50,
     cursor: Annotated[str | None, QueryParameter(description="next_cursor of a page")] = None,
+    where: Annotated[
+        list[str] | None,
+        QueryParameter(
+            description="window.<window>.<stat><op><number>, op >= <= == != > <; "
+            "repeat for several (all must hold)"
+        ),
+    ] = None,
+    q: Annotated[
+        str | None, QueryParameter(max_length=128, description="substring of the address")
+    ] = None,
 ) -> TokenPage:
-    """Active tokens with every window's statistics, ordered by one statistic."""
+    """Active tokens with every window's statistics, filtered, ordered by one statistic."""
     key = parse_sort(sort, ctx.settings.windows)
-    offset = decode_cursor(cursor, key).offset if cursor is not None else 0
+    filters = parse_filters(where or [], ctx.settings.windows)
+    text = filters_text(filters, q)
+    offset = decode_cursor(cursor, key, text).offset if cursor is not None else 0
     ranked = await ctx.rankings.ranked(key)
+    if filters or q:
+        needle = (q or "").lower()
+        ranked = [item for item in ranked if needle in item.token.lower()
+                  and all(f.matches(item.windows) for f in filters)]  # fmt: skip
     end = offset + limit
-    following = encode_cursor(Cursor(end, str(key))) if end < len(ranked) else None
+    following = encode_cursor(Cursor(end, str(key), text)) if end < len(ranked) else None
     return TokenPage(ranked[offset:end], str(key), limit, len(ranked), following)
 
 
