@@ -161,3 +161,14 @@ def test_schema_unknown_route_and_wrong_method_are_never_500(
     assert missing.headers["content-type"].startswith("application/problem+json")
     assert api.get("/performance/gc").status_code == 405
     assert api.get("/health?verbose=1").status_code == 400
+
+
+def test_schema_page_is_served_offline_from_this_server(
+    api: TestClient,  # type: ignore[type-arg]
+) -> None:
+    page = api.get("/schema")
+    assert page.status_code == 200
+    assert "/vendor/swagger-ui/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower() and "https://" not in page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
+        assert api.get(f"/vendor/swagger-ui/{asset}").status_code == 200

@@ -30,6 +30,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ControllerRouterHandler
 
@@ -157,9 +158,18 @@ async def _close(ctx: ApiContext) -> None:
         await anyio.to_thread.run_sync(close)
 
 
+_SWAGGER = "/vendor/swagger-ui"  # swagger-ui-dist from npm, served by ``dashboard.py``
+
 _OPENAPI = OpenAPIConfig(
     title="tradepulse",
     version=__version__,
+    # the interactive page at /schema (and /schema/swagger) loads its viewer from this
+    # server, never from a CDN, so it works offline like the dashboard
+    render_plugins=[SwaggerRenderPlugin(
+        js_url=f"{_SWAGGER}/swagger-ui-bundle.js", css_url=f"{_SWAGGER}/swagger-ui.css",
+        standalone_preset_js_url=f"{_SWAGGER}/swagger-ui-standalone-preset.js",
+        path=["/", "/swagger"], favicon="",
+    )],
     components=Components(security_schemes={
         "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT",
                                  description="`tradepulse auth token --user U`"),

@@ -18,7 +18,10 @@ from litestar.static_files import create_static_files_router
 log = logging.getLogger(__name__)
 
 #: URL path -> directory inside ``node_modules``.
-VENDOR = {"/vendor/lightweight-charts": "lightweight-charts/dist"}
+VENDOR = {
+    "/vendor/lightweight-charts": "lightweight-charts/dist",
+    "/vendor/swagger-ui": "swagger-ui-dist",  # the OpenAPI page at /schema
+}
 
 
 def node_modules() -> Path | None:
