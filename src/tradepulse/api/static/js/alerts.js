@@ -1,5 +1,7 @@
 // The alert feed: the WebSocket channel "alerts" while signed in (kept for the whole
-// page, whatever view is shown), seeded with GET /api/v1/alerts when the server has it.
+// page, whatever view is shown), seeded with GET /api/v1/alerts each time the server
+// confirms the subscription (first connect and every reconnect), so an alert stored while
+// the socket was (re)connecting is not missed; alerts are de-duplicated by id.
 
 import { api, principal, onAuthChange } from "./api.js";
 import { live } from "./ws.js";
@@ -32,7 +34,9 @@ function follow(who) {
   if (off) off();
   off = null;
   if (!who) return;
-  off = live.subscribe("alerts", (frame) => add(frame.data, { fresh: true }));
+  const unconfirm = live.onSubscribed("alerts", seed);
+  const unsubscribe = live.subscribe("alerts", (frame) => add(frame.data, { fresh: true }));
+  off = () => { unconfirm(); unsubscribe(); };
   seed();
 }
 

@@ -8,7 +8,8 @@ const RETRY_MS = [500, 1000, 2000, 5000];
 class LiveSocket {
   constructor() {
     this.subscriptions = new Map(); // channel -> subscribe frame
-    this.handlers = new Map(); // channel -> Set of functions(frame)
+    this.handlers = new Map(); // channel -> Set of functions(frame): data frames only
+    this.confirmed = new Map(); // channel -> Set of functions(): the server confirmed it
     this.statusHandlers = new Set();
     this.errors = new Set();
     this.socket = null;
@@ -61,8 +62,22 @@ class LiveSocket {
       this.errors.forEach((fn) => fn(frame));
       return;
     }
+    if (frame.type === "subscribed") {
+      const confirmed = this.confirmed.get(frame.channel);
+      if (confirmed) confirmed.forEach((fn) => fn());
+      return;
+    }
+    if (frame.data === undefined) return; // unsubscribed, pong, heartbeat: nothing to show
     const handlers = this.handlers.get(frame.channel);
     if (handlers) handlers.forEach((fn) => fn(frame));
+  }
+
+  /** ``fn()`` each time the server confirms a subscription to ``channel`` (also after a
+   * reconnect): what happened before it must be fetched another way. */
+  onSubscribed(channel, fn) {
+    if (!this.confirmed.has(channel)) this.confirmed.set(channel, new Set());
+    this.confirmed.get(channel).add(fn);
+    return () => this.confirmed.get(channel).delete(fn);
   }
 
   /** Subscribe (or re-subscribe with new options); returns the unsubscribe function. */
