@@ -184,7 +184,8 @@ def create_app(deps: ApiDeps) -> Litestar:
         ctx = _build_context(deps, client)
         app.state.ctx = ctx
         owners, close_owners = deps.owners_factory(deps)
-        gateway = Gateway(deps.settings, ctx.live, deps.feed_factory(deps, client), owners)
+        gateway = Gateway(deps.settings, ctx.live, deps.feed_factory(deps, client), owners,
+                          rankings=ctx.rankings)  # fmt: skip
         app.state.gateway = gateway
         gateway_task = asyncio.create_task(gateway.run())
         try:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from tradepulse import metrics
 from tradepulse.api.auth import Principal
 from tradepulse.api.feeds import AlertEntry, Feed, RuleOwners, StreamId
-from tradepulse.api.reader import sort_summaries
+from tradepulse.api.ranking import Rankings
 from tradepulse.api.sources import LiveSource
 from tradepulse.api.ws_protocol import (
     ALERTS,
@@ -51,10 +51,12 @@ RETRY_S = 1.0
 class Gateway:
     def __init__(
         self, settings: Settings, live: LiveSource, feed: Feed, owners: RuleOwners,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, rankings: Rankings | None = None,
     ) -> None:  # fmt: skip
         self.settings = settings
         self._live, self._feed, self._owners, self._clock = live, feed, owners, clock
+        # the token list's cache, shared with GET /api/v1/tokens (one read serves both)
+        self._rankings = rankings or Rankings(live, settings.ws_top_interval_ms // 2)
         self.sessions: set[Session] = set()
         self._per_key: Counter[str] = Counter()
         self._watchers: defaultdict[str, set[Session]] = defaultdict(set)
@@ -278,20 +280,22 @@ class Gateway:
             if not self._top_sessions:
                 continue
             try:
-                summaries = await self._live.summaries()
+                await self._send_top()
             except Exception as exc:
                 log.warning("token list read failed: %s", exc)
+
+    async def _send_top(self) -> None:
+        """Each session's top list; one text per (sort, limit), sorted once per read."""
+        texts: dict[tuple[str, int], str] = {}
+        for session in list(self._top_sessions):
+            top = session.top
+            if top is None:
                 continue
-            texts: dict[tuple[str, int], str] = {}
-            for session in list(self._top_sessions):
-                top = session.top
-                if top is None:
-                    continue
-                key = (str(top.sort), top.limit)
-                if key not in texts:
-                    items = sort_summaries(summaries, top.sort)[: top.limit]
-                    texts[key] = encode({"type": "top", "channel": TOP, "data": {"items": items}})
-                session.outbox.put_latest(TOP, texts[key], "tokens:top")
+            key = (str(top.sort), top.limit)
+            if key not in texts:
+                items = (await self._rankings.ranked(top.sort))[: top.limit]
+                texts[key] = encode({"type": "top", "channel": TOP, "data": {"items": items}})
+            session.outbox.put_latest(TOP, texts[key], "tokens:top")
 
     async def _heartbeat(self) -> None:
         interval_s = self.settings.ws_heartbeat_ms / 1000
