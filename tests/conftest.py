@@ -73,16 +73,7 @@ def pg_admin_dsn() -> str:
 def pg_dsn(pg_admin_dsn: str) -> Iterator[str]:
     """DSN of a database ``tp_test_<hex>`` created empty for this test and dropped afterwards
     (``WITH (FORCE)``: also when connections are left or the database was locked)."""
-    import psycopg
-    from psycopg import sql
-    from psycopg.conninfo import make_conninfo
+    from tests.support.pg import fresh_database
 
-    name = f"tp_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(pg_admin_dsn, dbname=name)
-    finally:
-        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(name)))
+    with fresh_database(pg_admin_dsn) as dsn:
+        yield dsn

@@ -17,13 +17,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import hypothesis
-import psycopg
 import pytest
 import redis
 import schemathesis
 from litestar.testing import TestClient
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
@@ -37,6 +34,7 @@ from tests.support.api import (
     rule,
     write_tokens,
 )
+from tests.support.pg import fresh_database
 from tradepulse.adapters.postgres import migrate
 from tradepulse.adapters.postgres_rules import AlertRepository
 from tradepulse.api.app import ApiDeps, create_app
@@ -48,15 +46,8 @@ T_MS = 1_750_000_000_000
 
 @pytest.fixture(scope="module")
 def module_db(pg_admin_dsn: str) -> Iterator[str]:
-    name = f"tp_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(pg_admin_dsn, dbname=name)
-    finally:
-        with psycopg.connect(pg_admin_dsn, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(name)))
+    with fresh_database(pg_admin_dsn) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")
