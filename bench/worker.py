@@ -85,6 +85,10 @@ def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis
         cpu0 = (cpu_s(broker_proc), redis_cpu_s(client))
         worker = start_worker(env)
         wproc = psutil.Process(worker.pid)
+        spy = None
+        if os.environ.get("BENCH_PYSPY"):  # a flame profile of the worker (py-spy installed)
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(worker.pid), "--rate", "250",
+                                    "--format", "raw", "-o", os.environ["BENCH_PYSPY"]])  # fmt: skip
         started = time.perf_counter()
         first_commit = None
         while (done := committed_total(bootstrap, topic, group, PARTITIONS)) < trades:
@@ -94,6 +98,9 @@ def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis
             time.sleep(0.2)
         total_s = time.perf_counter() - started
         worker_cpu = cpu_s(wproc)
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait()
         cpu1 = (cpu_s(broker_proc), redis_cpu_s(client))
         time.sleep(1.0)
         parsed = samples(ops(port, "/metrics")[1])
@@ -158,16 +165,17 @@ def main() -> None:
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--rate", type=int, default=10_000, help="latency phase, trades/s")
     parser.add_argument("--seconds", type=float, default=20.0, help="latency phase length")
+    parser.add_argument("--phase", choices=("both", "throughput", "latency"), default="both")
     args = parser.parse_args()
     bootstrap, proc = broker()
     client = redis.Redis()
     try:
         broker_proc = psutil.Process(proc.pid) if proc is not None else None
-        result = {
-            "benchmark": "worker",
-            "throughput": throughput(bootstrap, broker_proc, client, args.trades),
-            "latency": latency(bootstrap, client, args.rate, args.seconds),
-        }
+        result: dict[str, object] = {"benchmark": "worker"}
+        if args.phase in ("both", "throughput"):
+            result["throughput"] = throughput(bootstrap, broker_proc, client, args.trades)
+        if args.phase in ("both", "latency"):
+            result["latency"] = latency(bootstrap, client, args.rate, args.seconds)
     finally:
         if proc is not None:
             stop(proc)
