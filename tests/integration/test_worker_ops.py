@@ -83,9 +83,15 @@ def test_worker_ops_endpoints_report_what_happened_and_apply_tuning(
         performance = ops(port, "/performance")[1]
         assert performance["trades"] == total and performance["batch_seconds_p99"] > 0
 
+        status, fast = ops(port, "/performance/optimize/throughput", "POST")
+        assert status == 200 and fast["now"]["gc_thresholds"] == [100_000, 50, 100]
         status, tuned = ops(port, "/performance/optimize/latency", "POST")
         assert status == 200
-        assert tuned["changed"]["batch_size"] == {"from": 5000, "to": 1000}
+        assert tuned["changed"]["batch_size"] == {"from": 50_000, "to": 1000}
+        # the worker's own short young collections on a frozen heap, not CPython's default
+        assert tuned["changed"]["gc_thresholds"] == {"from": [100_000, 50, 100],
+                                                     "to": [20_000, 10, 10]}  # fmt: skip
+        assert tuned["now"]["gc_frozen_objects"] > 0
         assert ops(port, "/performance")[1]["tuning"]["batch_size"] == 1000
         status, collected = ops(port, "/performance/gc", "POST")
         assert status == 200 and collected["collected_objects"] >= 0

@@ -142,13 +142,25 @@ class LocalOps:
 
     def optimize(self, goal: str) -> dict[str, object]:
         """``throughput``: big batches, rare GC of a frozen heap. ``latency``: small batches
-        sent at once, default GC. Answers what changed."""
+        sent at once, and the collector the worker starts with (short young collections;
+        CPython's default makes full collections of the tokens' state, up to ~70 ms).
+        Answers what changed."""
         with self._lock:
-            return optimize_for(self.tuning, goal, WORKER_GOALS)
+            return optimize_for(self.tuning, goal, WORKER_GOALS, latency_gc=WORKER_GC)
 
 
 #: ``goal -> (batch_size, batch_wait_ms)`` of the worker's batch loop.
 WORKER_GOALS = {"throughput": (50_000, 200), "latency": (1_000, 5)}
+
+#: The worker's collector (set at start-up by ``wiring.tune_gc``, and by the latency goal):
+#: objects allocated between young collections (CPython's default: 700). The batch loop
+#: allocates and frees many short-lived containers per trade; a larger young generation
+#: means far fewer collections, and fewer of the older ones they trigger (with the default,
+#: full collections of the tokens' state took up to 70 ms; at 20,000 a young collection
+#: takes about 5 ms).
+WORKER_GC = (20_000, 10, 10)
+_DEFAULT_GC = (700, 10, 10)
+_THROUGHPUT_GC = (100_000, 50, 100)
 
 
 def collect_garbage() -> dict[str, object]:
@@ -163,20 +175,28 @@ def collect_garbage() -> dict[str, object]:
 
 
 def optimize_for(
-    tuning: Tuning, goal: str, goals: Mapping[str, tuple[int, int]]
+    tuning: Tuning,
+    goal: str,
+    goals: Mapping[str, tuple[int, int]],
+    *,
+    latency_gc: tuple[int, int, int] | None = None,
 ) -> dict[str, object]:
     """Set ``tuning`` to ``goals[goal]``; ``throughput`` also freezes the heap and makes GC
-    rare, ``latency`` restores the default GC. Answers what changed (``from``/``to``)."""
+    rare; ``latency`` sets ``latency_gc`` thresholds on a frozen heap when given, else
+    restores CPython's default collector. Answers what changed (``from``/``to``)."""
     if goal not in goals:
         raise ValueError(f"unknown goal {goal!r}: accepts {' or '.join(goals)}")
     before = tuning.as_dict()
     tuning.batch_size, tuning.batch_wait_ms = goals[goal]
     if goal == "throughput":
         gc.freeze()
-        gc.set_threshold(100_000, 50, 100)
+        gc.set_threshold(*_THROUGHPUT_GC)
+    elif latency_gc is not None:
+        gc.freeze()
+        gc.set_threshold(*latency_gc)
     else:
         gc.unfreeze()
-        gc.set_threshold(700, 10, 10)
+        gc.set_threshold(*_DEFAULT_GC)
     after = tuning.as_dict()
     changed = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
     return {"goal": goal, "changed": changed, "now": after}
