@@ -75,7 +75,10 @@ def _bare_consumer(bootstrap: str, topic: str, partitions: int, ready: Any, done
     ready.set()
     latencies: list[float] = []
     while not done.is_set():
-        for msg in consumer.consume(num_messages=10_000, timeout=0.05):
+        # what is fetched already, else the first message to come (as the worker's loop:
+        # consume(n, timeout) would wait for n messages until the timeout)
+        batch = consumer.consume(num_messages=10_000, timeout=0) or consumer.consume(1, 0.05)
+        for msg in batch:
             if msg.error() is None and (msg.key() or b"").startswith(b"PROBE"):
                 value = msg.value() or b""
                 start = value.index(b'"trans_time":') + 13
