@@ -68,6 +68,7 @@ class Settings(msgspec.Struct, frozen=True):
     ws_max_frame_bytes: int = 4_096  # largest client message
     ws_max_subscriptions: int = 100  # token channels per connection
     ws_top_interval_ms: int = 1_000  # period of tokens:top messages
+    ws_prefs_ttl_ms: int = 2_000  # how old the alert preferences the gateway applies may be
 
     @property
     def dlq_topic(self) -> str:
@@ -363,6 +364,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRADEPULSE_WS_MAX_FRAME": ("ws_max_frame_bytes", _int_at_least(64)),
     "TRADEPULSE_WS_MAX_SUBSCRIPTIONS": ("ws_max_subscriptions", _int_at_least(1)),
     "TRADEPULSE_WS_TOP_INTERVAL": ("ws_top_interval_ms", _positive_duration),
+    "TRADEPULSE_WS_PREFS_TTL": ("ws_prefs_ttl_ms", _positive_duration),
     "LOG_LEVEL": ("log_level", _log_level),
     "TRADEPULSE_LOG_FORMAT": ("log_format", _log_format),
 }

@@ -143,7 +143,13 @@ WS_DROPPED = Counter(
 WS_DISCONNECTS = Counter(
     "tradepulse_ws_disconnects_total",
     "WebSocket connections closed by the server or the peer, by reason (normal, slow_client, "
-    "dead_peer, rate_limited, auth, too_many, error).",
+    "dead_peer, rate_limited, auth, too_many, bad_request, error).",
+    ["reason"],
+)
+WS_ALERTS_WITHHELD = Counter(
+    "tradepulse_ws_alerts_withheld_total",
+    "Alerts a WebSocket connection subscribed to but did not get because of its user's alert "
+    "preferences, by reason (muted_channel, muted_rule, min_interval).",
     ["reason"],
 )
 WS_DELIVERY_SECONDS = Histogram(

@@ -8,6 +8,7 @@ Screenshots of every page go to ``test-artifacts/`` (the ``tour-*`` ones illustr
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -338,6 +339,44 @@ def test_alert_feed_shows_alerts_of_a_rule_created_through_the_api(
 
     wait_for(browser, alerts_of_the_rule, "an alert of the new rule")
     shot(browser, "tour-alerts")
+
+
+def call(demo: DemoProcess, method: str, path: str, body: str | None = None) -> Any:
+    """The JSON answer of an API call as the demo user (None for an empty answer)."""
+    request = urllib.request.Request(
+        f"{demo.url}api/v1/{path}", data=body.encode() if body else None, method=method,
+        headers={"Authorization": f"Bearer {demo.token}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=5) as response:
+        text = response.read()
+    return json.loads(text) if text else None
+
+
+def test_alert_feed_gets_no_live_alert_when_the_dashboard_channel_is_muted(
+    demo: DemoProcess, browser: WebDriver
+) -> None:
+    call(demo, "PUT", "user/profile",
+         '{"alert_preferences": {"muted_channels": ["dashboard"]}}')  # fmt: skip
+    rule_id = None
+    try:
+        sign_in(browser, demo, "alerts")
+        wait_for(browser, lambda b: b.find_element(By.ID, "ws-status").text == "live",
+                 "socket live")  # fmt: skip
+        time.sleep(2.0)  # the subscription confirmed and the feed seeded: what comes is live
+        rule_id = call(demo, "POST", "rules", (
+            '{"name": "muted on the dashboard", "cooldown": 30, "conditions": {"all": ['
+            '{"metric": "window.1min.trade_count", "op": ">=", "value": 1}]}}'))["id"]  # fmt: skip
+        deadline = time.monotonic() + WAIT_S
+        while not call(demo, "GET", f"alerts?rule={rule_id}&limit=1")["alerts"]:
+            assert time.monotonic() < deadline, "the rule never fired"
+            time.sleep(0.2)
+        time.sleep(2.0)  # live delivery takes milliseconds
+        feed = browser.find_element(By.ID, "alert-feed").text
+        assert "muted on the dashboard" not in feed
+    finally:
+        call(demo, "PUT", "user/profile", "{}")
+        if rule_id is not None:
+            call(demo, "DELETE", f"rules/{rule_id}")
 
 
 def wait_for_tokens(demo: DemoProcess) -> None:

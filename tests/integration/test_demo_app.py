@@ -112,6 +112,30 @@ def test_ws_alerts_reach_a_signed_in_client_as_the_engine_scans(
     assert frame["data"]["rule_name"] == stored.rule_name
 
 
+def test_ws_alert_preferences_saved_in_the_demo_apply_to_its_connections(
+    demo: Demo,
+    client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    saved = client.put("/api/v1/user/profile", headers={"Authorization": f"Bearer {demo.token}"},
+                       json={"alert_preferences": {"muted_channels": ["dashboard"]}})  # fmt: skip
+    assert saved.status_code == 200, saved.text
+    with (
+        client.websocket_connect(f"/ws?token={demo.token}") as plain,
+        client.websocket_connect(f"/ws?client=dashboard&token={demo.token}") as dashboard,
+    ):
+        for ws in (plain, dashboard):
+            ws.send_text(json.dumps({"op": "subscribe", "channel": "alerts"}))
+            ws.send_text(json.dumps({"op": "ping"}))
+            receive(ws, "pong")
+        demo.engine.step(wall_now_ms())
+        receive(plain, "alert")
+        dashboard.send_text(json.dumps({"op": "ping"}))  # queued after any alert it was sent
+        frames = []
+        while not frames or frames[-1]["type"] != "pong":
+            frames.append(json.loads(dashboard.receive_text()))
+    assert [f for f in frames if f["type"] == "alert"] == []
+
+
 def test_ws_alerts_without_a_token_answer_unauthorized(
     client: TestClient,  # type: ignore[type-arg]
 ) -> None:

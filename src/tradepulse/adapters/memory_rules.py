@@ -299,6 +299,10 @@ class MemoryProfileStore:
         with self._lock:
             return self._profiles.get(user)
 
+    def get_many(self, users: Sequence[str]) -> dict[str, StoredProfile]:
+        with self._lock:
+            return {u: self._profiles[u] for u in users if u in self._profiles}
+
     def put(self, user: str, profile: Profile) -> StoredProfile:
         stored = StoredProfile(user, profile, self._wall_ms())
         with self._lock:

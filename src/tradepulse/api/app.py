@@ -7,7 +7,8 @@ closes them at shutdown; handlers get them as the ``ctx`` dependency (``ApiConte
 only here). Routes: ``/api/v1`` (``routes.py`` and the modules it gathers), the operations
 surface (``ops.py``), OpenAPI at ``/schema``, ``/ws`` (``ws.py``), the dashboard at ``/``
 (``dashboard.py``). The lifespan also runs the WebSocket ``Gateway`` (``ws_hub.py``;
-``app.state.gateway``) over a ``Feed`` (``feeds.py``: Redis by default). Every error is
+``app.state.gateway``) over a ``Feed`` (``feeds.py``: Redis by default); it applies the
+users' alert preferences read from the profile store (``preferences.py``). Every error is
 problem+json (``problems.py``); every matched request is counted and timed (``timing.py``).
 ``live_factory``/``history_factory``/``feed_factory``/``owners_factory`` replace the Redis
 and PostgreSQL sources (the demo's in-memory store).
@@ -43,6 +44,7 @@ from tradepulse.api.dashboard import dashboard_routers
 from tradepulse.api.feeds import Feed, RedisFeed, RuleOwners
 from tradepulse.api.ops import ops_router
 from tradepulse.api.owners import postgres_rule_owners
+from tradepulse.api.preferences import PreferenceCache, profile_lookup
 from tradepulse.api.problems import AUTH_ENV, EXCEPTION_HANDLERS
 from tradepulse.api.ranking import Rankings
 from tradepulse.api.reader import HistoryPool, LiveReader
@@ -146,10 +148,11 @@ def _build_context(deps: ApiDeps, client: aioredis.Redis) -> ApiContext:
                         else deps.live_factory())  # fmt: skip
     history: CandleSource = (HistoryPool(deps.pg_dsn) if deps.history_factory is None
                              else deps.history_factory())  # fmt: skip
+    profiles = deps.profile_store(deps)
     return ApiContext(
         settings, live, history, JwtVerifier(keys), deps.rule_store(deps, publish),
-        deps.alert_store(deps), deps.profile_store(deps),
-        Rankings(live, settings.api_cache_ttl_ms),
+        deps.alert_store(deps), profiles, Rankings(live, settings.api_cache_ttl_ms),
+        PreferenceCache(profile_lookup(profiles), settings.ws_prefs_ttl_ms / 1000),
     )  # fmt: skip
 
 
@@ -185,7 +188,7 @@ def create_app(deps: ApiDeps) -> Litestar:
         app.state.ctx = ctx
         owners, close_owners = deps.owners_factory(deps)
         gateway = Gateway(deps.settings, ctx.live, deps.feed_factory(deps, client), owners,
-                          rankings=ctx.rankings)  # fmt: skip
+                          rankings=ctx.rankings, preferences=ctx.preferences)  # fmt: skip
         app.state.gateway = gateway
         gateway_task = asyncio.create_task(gateway.run())
         try:

@@ -11,6 +11,7 @@ from litestar.di import Dependency
 from litestar.params import SkipValidationMarker
 
 from tradepulse.api.auth import JwtVerifier
+from tradepulse.api.preferences import PreferenceCache
 from tradepulse.api.ranking import Rankings
 from tradepulse.api.sources import CandleSource, LiveSource
 from tradepulse.api.stores import AlertStore, ProfileStore, RuleStore
@@ -20,7 +21,8 @@ from tradepulse.config import Settings
 @dataclass(frozen=True)
 class ApiContext:
     """``live``/``history``: market data; ``rules``/``alerts``/``profiles``: the stores
-    (``api/stores.py``), called from worker threads only."""
+    (``api/stores.py``), called from worker threads only; ``preferences``: the users' alert
+    preferences as the WebSocket gateway applies them (over ``profiles``)."""
 
     settings: Settings
     live: LiveSource
@@ -30,6 +32,7 @@ class ApiContext:
     alerts: AlertStore
     profiles: ProfileStore
     rankings: Rankings  # the token list's read cache over ``live``
+    preferences: PreferenceCache
     started_s: float = field(default_factory=time.time)
 
 

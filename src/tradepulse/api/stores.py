@@ -17,7 +17,7 @@ Ownership is not the stores' business: the handlers check it (``Principal.may_ac
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from tradepulse.adapters.postgres_alerts import AlertPage, StoredAlert
@@ -76,9 +76,12 @@ class AlertStore(Protocol):
 
 class ProfileStore(Protocol):
     """User profiles (``ProfileRepository``); ``get`` is None for a user who never saved
-    one."""
+    one, ``get_many`` leaves such users out (the WebSocket gateway reads the alert
+    preferences of every connected user with it)."""
 
     def get(self, user: str) -> StoredProfile | None: ...
+
+    def get_many(self, users: Sequence[str]) -> dict[str, StoredProfile]: ...
 
     def put(self, user: str, profile: Profile) -> StoredProfile: ...
 

@@ -3,7 +3,8 @@
 ``GET`` answers the stored profile, or the default one (``updated_ms`` null) for a user who
 never saved one; ``PUT`` replaces the whole profile (fields left out take their defaults).
 Every field is bounded (``core/profiles.py``); a body that breaks a bound is 422 naming the
-field by its JSON path.
+field by its JSON path. The alert preferences apply to ``/ws`` at once on this api process,
+within ``TRADEPULSE_WS_PREFS_TTL`` on the others (``preferences.py``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ async def put_profile(
 ) -> StoredProfile:
     """Replace the caller's profile."""
     profile = await strict_body(request, Profile)
-    return await anyio.to_thread.run_sync(partial(ctx.profiles.put, me.user, profile))
+    stored = await anyio.to_thread.run_sync(partial(ctx.profiles.put, me.user, profile))
+    ctx.preferences.put(me.user, stored.profile.alert_preferences)  # this process's /ws
+    return stored
 
 
 USER_HANDLERS = [get_profile, put_profile]

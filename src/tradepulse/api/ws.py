@@ -8,6 +8,11 @@ status of a refused handshake, but they can read a close code. Without a token a
 subscribe to the market channels when ``TRADEPULSE_PUBLIC_MARKET_DATA`` is true (else 4401);
 ``alerts`` needs a user.
 
+Channel: ``?client=dashboard`` says the connection is the dashboard's; without it a
+connection is the ``websocket`` channel. A user who muted a channel in their alert
+preferences gets no alerts over connections of that channel. Another value is refused after
+the token: an ``error`` frame (``bad_field``), then the close 4400.
+
 A connection runs two tasks: the receiver (rate limit, parse, obey) and the sender (drains
 the ``Outbox``); the first to end, or a ``Session.close``, ends both.
 """
@@ -20,7 +25,7 @@ import json
 import logging
 import re
 import time
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
@@ -31,12 +36,14 @@ from tradepulse.api.context import ApiContext
 from tradepulse.api.ws_hub import Gateway
 from tradepulse.api.ws_protocol import WsError, parse_frame
 from tradepulse.api.ws_session import (
+    CLOSE_BAD_REQUEST,
     CLOSE_RATE,
     CLOSE_TOO_MANY,
     CLOSE_UNAUTHORIZED,
     Session,
 )
 from tradepulse.core.errors import AuthError
+from tradepulse.core.profiles import CHANNELS, Channel
 
 log = logging.getLogger(__name__)
 MAX_REASON_BYTES = 120  # a close reason is at most 123 bytes
@@ -94,8 +101,14 @@ async def ws_endpoint(socket: WebSocket[Any, Any, Any]) -> None:
         metrics.WS_DISCONNECTS.labels("auth").inc()
         await _refuse(socket, exc.reason)
         return
+    client = socket.query_params.get("client", "websocket")
+    if not _is_channel(client):
+        metrics.WS_DISCONNECTS.labels("bad_request").inc()
+        reason = f"'client' must be {' or '.join(CHANNELS)}"
+        await _refuse(socket, reason, "bad_field", CLOSE_BAD_REQUEST)
+        return
     peer = socket.client.host if socket.client is not None else "unknown"
-    session = gateway.open(principal, peer)
+    session = gateway.open(principal, peer, client)
     if session is None:
         metrics.WS_DISCONNECTS.labels("too_many").inc()
         limit = gateway.settings.ws_max_per_user
@@ -160,13 +173,20 @@ async def _send(socket: WebSocket[Any, Any, Any], session: Session) -> None:
             metrics.WS_DELIVERY_SECONDS.observe(max(time.time() - born_s, 0.0))
 
 
-async def _refuse(socket: WebSocket[Any, Any, Any], reason: str) -> None:
-    """An ``error`` frame (``unauthorized``, for clients that cannot read close reasons,
-    such as browsers' scripts), then close 4401 with the same reason."""
-    frame = {"type": "error", "code": "unauthorized", "message": reason}
+def _is_channel(client: str) -> TypeGuard[Channel]:
+    return client in CHANNELS
+
+
+async def _refuse(
+    socket: WebSocket[Any, Any, Any], reason: str, code: str = "unauthorized",
+    close_code: int = CLOSE_UNAUTHORIZED,
+) -> None:  # fmt: skip
+    """An ``error`` frame (for clients that cannot read close reasons, such as browsers'
+    scripts), then close with the same reason."""
+    frame = {"type": "error", "code": code, "message": reason}
     with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
         await socket.send_text(json.dumps(frame))
-    await _close(socket, CLOSE_UNAUTHORIZED, reason)
+    await _close(socket, close_code, reason)
 
 
 async def _close(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:

@@ -1,15 +1,19 @@
 """The WebSocket gateway of one api process: every connection's ``Session``, the commands
-they send, and four loops that feed them (``Gateway.run``)::
+they send, and the loops that feed them (``Gateway.run``)::
 
     Feed.token_updates ──> dirty tokens ──> one detail read per token ──> watchers' slot
     every ws_top_interval: one summaries read ──> one sort per (sort, limit) ──> subscribers
     Feed.alerts_after (blocking, in order) ──> owner lookup ──> sessions that want it
+    every ws_prefs_ttl: the alert preferences of every user subscribed to alerts, read again
     every ws_heartbeat: heartbeat to each session; silent for two intervals ──> 4408
 
 A token's detail is read once per update however many connections watch it (updates
 arriving during the read are coalesced into one more read); each message is encoded once
 and the same text goes to every recipient. A failing Redis or PostgreSQL pauses a loop
 (retried every second), never ends it: alerts wait, they are not skipped.
+
+Alerts follow their user's preferences (``preferences.py``, applied in ``ws_session``): a
+user's are read when they subscribe to alerts, before the ``subscribed`` reply.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable, Iterable
 from tradepulse import metrics
 from tradepulse.api.auth import Principal
 from tradepulse.api.feeds import AlertEntry, Feed, RuleOwners, StreamId
+from tradepulse.api.preferences import PreferenceCache
 from tradepulse.api.ranking import Rankings
 from tradepulse.api.sources import LiveSource
 from tradepulse.api.ws_protocol import (
@@ -41,6 +46,7 @@ from tradepulse.api.ws_protocol import (
 )
 from tradepulse.api.ws_session import CLOSE_DEAD_PEER, CLOSE_GOING_AWAY, Session
 from tradepulse.config import Settings
+from tradepulse.core.profiles import Channel
 
 log = logging.getLogger(__name__)
 ALERT_BATCH = 500
@@ -52,9 +58,13 @@ class Gateway:
     def __init__(
         self, settings: Settings, live: LiveSource, feed: Feed, owners: RuleOwners,
         clock: Callable[[], float] = time.monotonic, rankings: Rankings | None = None,
+        preferences: PreferenceCache | None = None,
     ) -> None:  # fmt: skip
+        """``preferences``: the users' alert preferences (None: nobody has any, every
+        alert is delivered)."""
         self.settings = settings
         self._live, self._feed, self._owners, self._clock = live, feed, owners, clock
+        self._prefs = preferences
         # the token list's cache, shared with GET /api/v1/tokens (one read serves both)
         self._rankings = rankings or Rankings(live, settings.ws_top_interval_ms // 2)
         self.sessions: set[Session] = set()
@@ -69,12 +79,17 @@ class Gateway:
 
     # -- connections -------------------------------------------------------------------
 
-    def open(self, principal: Principal | None, peer: str) -> Session | None:
-        """A new session, or None when its user already has ``ws_max_per_user``."""
+    def open(
+        self, principal: Principal | None, peer: str, client: Channel = "websocket"
+    ) -> Session | None:
+        """A new session (``client``: its channel for the alert preferences), or None when
+        its user already has ``ws_max_per_user``."""
         key = principal.user if principal is not None else f"anonymous@{peer}"
         if self._per_key[key] >= self.settings.ws_max_per_user:
             return None
-        session = Session(principal, key, self.settings, self._clock)
+        prefs = None if self._prefs is None else self._prefs.of
+        session = Session(principal, key, self.settings, self._clock, client=client,
+                          preferences=prefs)  # fmt: skip
         self._per_key[key] += 1
         self.sessions.add(session)
         metrics.WS_CONNECTIONS.inc()
@@ -106,7 +121,7 @@ class Gateway:
         if isinstance(command, Ping):
             session.send(encode({"type": "pong"}), "control")
         elif isinstance(command, SubscribeAlerts):
-            self._subscribe_alerts(session, command)
+            await self._subscribe_alerts(session, command)
         elif isinstance(command, SubscribeToken):
             await self._subscribe_token(session, command)
         elif isinstance(command, SubscribeTop):
@@ -118,10 +133,12 @@ class Gateway:
         elif isinstance(command, Resume):
             await self._resume(session, command.last_alert_id)
 
-    def _subscribe_alerts(self, session: Session, command: SubscribeAlerts) -> bool:
+    async def _subscribe_alerts(self, session: Session, command: SubscribeAlerts) -> bool:
         if session.principal is None:
             session.send_error("unauthorized", "'channel': alerts needs a bearer token")
             return False
+        if self._prefs is not None:
+            await self._prefs.ensure(session.principal.user)
         session.alerts = command
         self._alert_sessions.add(session)
         _acknowledge(session, "subscribed", ALERTS)
@@ -165,7 +182,7 @@ class Gateway:
 
     async def _resume(self, session: Session, after: StreamId) -> None:
         """Replay the session's alerts after ``after``, then live (``ws_session``)."""
-        if session.alerts is None and not self._subscribe_alerts(session, SubscribeAlerts()):
+        if session.alerts is None and not await self._subscribe_alerts(session, SubscribeAlerts()):
             return
         session.pending, session.cursor = [], None
         try:
@@ -176,8 +193,7 @@ class Gateway:
                 owners = await self._owners_of(entries, [session])
                 for entry in entries:
                     if session.wants(entry, owners.get(entry.alert.rule_id)):
-                        session.deliver(entry.id, alert_message(entry.id, entry.raw),
-                                        entry.id.ms / 1000)  # fmt: skip
+                        session.deliver(entry, alert_message(entry.id, entry.raw))
                 after = entries[-1].id
                 await session.outbox.wait_room()
         finally:
@@ -186,10 +202,11 @@ class Gateway:
     # -- loops -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The four loops, until cancelled."""
+        """The loops, until cancelled."""
         async with asyncio.TaskGroup() as group:
             for loop in (self._follow_updates, self._read_details, self._tail_alerts,
-                         self._publish_top, self._heartbeat):  # fmt: skip
+                         self._publish_top, self._heartbeat,
+                         self._refresh_preferences):  # fmt: skip
                 group.create_task(loop())
 
     async def _follow_updates(self) -> None:
@@ -272,7 +289,20 @@ class Gateway:
         for session in self._alert_sessions:
             if session.wants(entry, owner):
                 text = text or alert_message(entry.id, entry.raw)
-                session.offer_alert(entry.id, text, entry.id.ms / 1000)
+                session.offer_alert(entry, text)
+
+    async def _refresh_preferences(self) -> None:
+        """Every ``ws_prefs_ttl``: the alert preferences of the users subscribed to alerts
+        (a failed read keeps the last known: ``preferences.py``)."""
+        prefs = self._prefs
+        if prefs is None:
+            return
+        while not self._stopping:
+            await asyncio.sleep(prefs.ttl_s)
+            await prefs.refresh(self._alert_users)
+
+    def _alert_users(self) -> list[str]:
+        return [s.principal.user for s in self._alert_sessions if s.principal is not None]
 
     async def _publish_top(self) -> None:
         while not self._stopping:

@@ -6,10 +6,10 @@ a partial document fills the rest with defaults. Bounds are part of the type (ms
 (``$.alert_preferences.min_interval_s``). Unknown fields are refused, so a typo is an error
 rather than a silently dropped preference.
 
-``alert_preferences`` are stored for the deliverers of alerts (WebSocket, dashboard) to
-honour: ``muted_channels`` (no alerts on these), ``muted_rules`` (rule ids), and
-``min_interval_s`` (at most one alert per rule and token in this many seconds, on top of
-the rule's own cooldown).
+``alert_preferences`` are honoured by the deliverers of alerts (the WebSocket gateway, whose
+clients are the ``websocket`` or the ``dashboard`` channel): ``muted_channels`` (no alerts on
+these), ``muted_rules`` (rule ids), and ``min_interval_s`` (at most one alert per rule and
+token in this many seconds, on top of the rule's own cooldown; ``AlertThrottle``).
 """
 
 from __future__ import annotations
@@ -70,3 +70,43 @@ def _unique(field: str, items: tuple[str, ...]) -> None:
         if item in seen:
             raise ValueError(f"{field}: {item!r} appears more than once")
         seen.add(item)
+
+
+class AlertThrottle:
+    """``min_interval_s`` for one recipient: at most one alert per ``(rule, token)`` within
+    ``interval_ms`` of trigger time.
+
+    Times are the alerts' ``triggered_ms`` (as the rule's cooldown), not the time of
+    delivery, so the same sequence of alerts is thinned the same way whenever it is read
+    (live, or replayed after a reconnect). ``admit`` is asked in delivery order; an alert
+    within ``interval_ms`` of the last admitted one of its pair (before or after it: alerts
+    of one pair may arrive out of order after a worker hand-over) is refused. Pairs whose
+    last alert is an interval older than the newest seen are forgotten from time to time,
+    so memory follows the pairs active within one interval.
+    """
+
+    _PRUNE_AT = 1_024
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], int] = {}
+        self._newest_ms = 0
+        self._prune_at = self._PRUNE_AT
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def admit(self, rule_id: str, token: str, triggered_ms: int, interval_ms: int) -> bool:
+        """Whether this alert may be delivered; an admitted alert starts a new interval."""
+        if interval_ms <= 0:
+            return True
+        key = (rule_id, token)
+        last = self._last.get(key)
+        if last is not None and abs(triggered_ms - last) < interval_ms:
+            return False
+        self._last[key] = triggered_ms if last is None else max(last, triggered_ms)
+        self._newest_ms = max(self._newest_ms, triggered_ms)
+        if len(self._last) >= self._prune_at:
+            horizon = self._newest_ms - interval_ms
+            self._last = {k: t for k, t in self._last.items() if t > horizon}
+            self._prune_at = max(self._PRUNE_AT, 2 * len(self._last))
+        return True

@@ -19,7 +19,8 @@ class LiveSocket {
 
   connect() {
     const jwt = token();
-    const query = jwt ? `?token=${encodeURIComponent(jwt)}` : "";
+    // client=dashboard: the user's alert preferences treat this as the dashboard channel
+    const query = `?client=dashboard${jwt ? `&token=${encodeURIComponent(jwt)}` : ""}`;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws${query}`);
     this.socket = socket;
