@@ -280,10 +280,11 @@ def build_worker(settings: Settings) -> Worker:
 
     def assigned(partitions: list[int]) -> None:
         """The event clock reads the partitions assigned, continuing from the newest trade
-        times the last owner stored (a restart re-reads only what was not committed)."""
+        times the last owner stored (a restart re-reads only what was not committed), and
+        waits for every partition of the topic to be read by some process."""
         state.assigned = tuple(partitions)
         metrics.ASSIGNED_PARTITIONS.set(len(partitions))
-        pipeline.assign(partitions)
+        pipeline.assign(partitions, consumer.topic_partitions())
 
     consumer = TradeConsumer(
         settings.kafka_bootstrap,

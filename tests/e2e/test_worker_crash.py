@@ -6,7 +6,7 @@ bars) on a 4-partition topic are consumed twice, by two groups into two key pref
 without interruption, once with three SIGKILLs and restarts. After each run has committed
 every message and a maintenance sweep has brought every token to the final watermark, every
 token's windows, trades list, forming bar and indicators are compared, and the final bars
-in the stream: the same bars, none emitted twice.
+in the stream: the same bars with the same revisions, none emitted twice.
 """
 
 from __future__ import annotations
@@ -71,10 +71,7 @@ def test_killed_and_restarted_worker_ends_identical_to_uninterrupted(
 
             run_to_end(env, progress, kills, seed)
         calm, crashed = (RedisStore(redis_client, prefix=p) for p in prefixes)
-        # a final bar may be re-emitted with a higher revision and the same content after a
-        # restart: a known defect (docs/decisions.md, "bar revision counts"); content is exact
-        assert assert_same_state(calm, crashed, redis_client, redis_client,
-                                 bar_revisions=False) > 1_000  # fmt: skip
+        assert assert_same_state(calm, crashed, redis_client, redis_client) > 1_000
         assert len(final_bars(calm, redis_client)) > 2_000  # bars were emitted: not vacuous
     finally:
         for prefix in prefixes:

@@ -64,9 +64,7 @@ def test_two_processes_in_one_group_end_with_the_state_of_one(
             finally:
                 assert stop_worker(worker) == 0
         one, two = (RedisStore(redis_client, prefix=p) for p in prefixes)
-        # a bar's revision count may differ: docs/decisions.md, "bar revision counts"
-        assert assert_same_state(one, two, redis_client, redis_client,
-                                 bar_revisions=False) > 1_000  # fmt: skip
+        assert assert_same_state(one, two, redis_client, redis_client) > 1_000
     finally:
         for prefix in prefixes:
             for key in redis_client.scan_iter(match=prefix + "*", count=1000):

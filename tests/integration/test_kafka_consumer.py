@@ -38,10 +38,17 @@ def test_group_reads_everything_then_resumes_after_its_commit(
     produce_values(kafka_bootstrap, topic, [f"a{i}".encode() for i in range(500)])
     group = f"g-{uuid.uuid4().hex[:8]}"
     assigned: list[list[int]] = []
-    first = TradeConsumer(kafka_bootstrap, topic, group, on_assign=assigned.append)
+    known: list[list[int] | None] = []
+
+    def on_assign(partitions: list[int]) -> None:
+        assigned.append(partitions)
+        known.append(first.topic_partitions())  # as the worker asks, inside the callback
+
+    first = TradeConsumer(kafka_bootstrap, topic, group, on_assign=on_assign)
     got = read_until(first, 500, 60)
     assert sorted(m.value for m in got) == sorted(f"a{i}".encode() for i in range(500))
     assert sorted(p for ps in assigned for p in ps) == [0, 1, 2, 3]
+    assert known and all(k == [0, 1, 2, 3] for k in known)
     next_offsets: dict[int, int] = {}
     for m in got:
         next_offsets[m.partition] = max(next_offsets.get(m.partition, 0), m.offset + 1)

@@ -84,11 +84,10 @@ def assert_same_state(
     client_b: redis.Redis,
     *,
     bars_stream: bool = True,
-    bar_revisions: bool = True,
 ) -> int:
     """Every token's windows and trades list, tokens:active and the watermarks are equal,
-    and the newest version of every final bar (with ``bar_revisions=False`` its content
-    only, not how many revisions it took). Returns the number of tokens compared."""
+    and the newest version of every final bar (content and revision). Returns the number
+    of tokens compared."""
     active = client_a.zrange(a.active_key, 0, -1, withscores=True)
     assert client_b.zrange(b.active_key, 0, -1, withscores=True) == active
     assert b.read_watermarks() == a.read_watermarks()
@@ -100,9 +99,6 @@ def assert_same_state(
             assert client_b.get(key_b) == client_a.get(key_a), key_a  # livebar, ind
     if bars_stream:
         bars_a, bars_b = final_bars(a, client_a), final_bars(b, client_b)
-        if not bar_revisions:
-            bars_a = {k: msgspec.structs.replace(v, revision=0) for k, v in bars_a.items()}
-            bars_b = {k: msgspec.structs.replace(v, revision=0) for k, v in bars_b.items()}
         differ = sorted(k for k in bars_a.keys() | bars_b.keys() if bars_a.get(k) != bars_b.get(k))
         assert not differ, [(k, bars_a.get(k), bars_b.get(k)) for k in differ[:3]]
     return len(active)

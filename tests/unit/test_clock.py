@@ -62,6 +62,36 @@ def test_merged_partitions_of_other_processes_hold_the_watermark() -> None:
     assert clock.partitions == {0: 80, 1: 60}
 
 
+def test_record_alone_does_not_move_a_clock_without_partitions() -> None:
+    """Before its first assignment a process knows only what the others recorded, which
+    need not be every partition: a partition it is about to read may be far behind."""
+    clock = EventClock()
+    clock.merge({0: 50, 1: 60})
+    assert clock.now_ms() == NEVER
+    clock.assign((2,), topic=(0, 1, 2))
+    clock.observe(2, 10)
+    assert clock.now_ms() == 10  # the record counts along with a partition of its own
+
+
+def test_partition_of_the_topic_nobody_read_holds_the_watermark() -> None:
+    clock = EventClock()
+    clock.assign((0, 1), topic=(0, 1, 2, 3))
+    clock.observe(0, 50)
+    clock.observe(1, 60)
+    clock.merge({2: 55})
+    assert clock.now_ms() == NEVER  # partition 3: no trade read by any process yet
+    clock.merge({2: 55, 3: 70})
+    assert clock.now_ms() == 50
+    clock.merge({2: 55, 3: 70, 9: 1})  # not a partition of the topic: ignored
+    assert clock.now_ms() == 50
+    clock.assign((0, 1, 2, 3))  # handed over: restored from the record (here, by hand)
+    clock.observe(0, 80)
+    assert clock.now_ms() == 50  # partitions 2 and 3 are not read here yet: NEVER, held
+    clock.observe(2, 55)
+    clock.observe(3, 70)
+    assert clock.now_ms() == 55
+
+
 def test_manual_clock_moves_only_by_hand() -> None:
     clock = ManualClock(100)
     clock.observe(0, 10_000)

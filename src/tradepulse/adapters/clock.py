@@ -21,7 +21,7 @@ class WallClock:
     def merge(self, known: dict[int, TsMs]) -> None:
         """The wall clock ignores other processes."""
 
-    def assign(self, partitions: tuple[int, ...]) -> None:
+    def assign(self, partitions: tuple[int, ...], topic: tuple[int, ...] | None = None) -> None:
         """The wall clock ignores partitions."""
 
     @property

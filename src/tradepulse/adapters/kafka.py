@@ -173,6 +173,19 @@ class TradeConsumer:
         except (KeyError, TypeError, ValueError, msgspec.DecodeError):
             return  # not reading the topic yet
 
+    def topic_partitions(self) -> list[int] | None:
+        """Every partition of the topic, from the cluster's metadata (``None`` when it
+        cannot be read now)."""
+        try:
+            found = self._consumer.list_topics(self.topic, timeout=_CONNECT_TIMEOUT_S)
+        except KafkaException as exc:
+            log.warning("partitions of topic=%s unknown: %s", self.topic, exc)
+            return None
+        meta = found.topics.get(self.topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return None
+        return sorted(meta.partitions)
+
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._on_assign is not None:
             self._on_assign([p.partition for p in partitions])

@@ -25,21 +25,43 @@ class EventClock:
 
     Partitions read by other processes of the group count too once their newest trade
     times are known (``merge``, from the group's shared record), so every process of a
-    group converges to the watermark one process reading every partition would have. The
-    watermark never moves back (a partition newly assigned or merged that is behind holds
-    it where it is until it catches up)."""
+    group converges to the watermark one process reading every partition would have.
 
-    __slots__ = ("_newest", "_others", "_watermark")
+    That watermark is a minimum over *every* partition of the topic: one that no process
+    has read yet is at ``NEVER``. Once the topic's partitions are known (``assign`` with
+    ``topic``), a partition neither read here nor in the record therefore holds the
+    watermark; so does having no partition at all (before the first assignment, the record
+    alone may not cover the topic). Otherwise a process could pass the end of a minute that
+    a partition it is about to read (at a restart, or when it is handed over) still has
+    trades of, and finalize bars early.
+
+    The watermark never moves back (a partition newly assigned or merged that is behind
+    holds it where it is until it catches up): every time it was computed from is a point
+    up to which that partition's trades were applied and stored."""
+
+    __slots__ = ("_complete", "_newest", "_others", "_topic", "_watermark")
 
     def __init__(self, partitions: tuple[int, ...] = ()) -> None:
         self._newest: dict[int, TsMs] = dict.fromkeys(partitions, NEVER)
         self._others: dict[int, TsMs] = {}
+        self._topic: frozenset[int] | None = None  # every partition of the topic, once known
+        self._complete = False  # has partitions, and every one of the topic is known
         self._watermark: TsMs = NEVER
+        self._known_changed()
+
+    def _known_changed(self) -> None:
+        """After a change of the partitions read here or recorded."""
+        topic, newest, others = self._topic, self._newest, self._others
+        self._complete = bool(newest) and (
+            topic is None or all(p in newest or p in others for p in topic)
+        )
 
     def _recompute(self) -> None:
-        low = min(self._newest.values(), default=NEVER)
+        if not self._complete:
+            return  # a partition of the topic is unknown: it may be at NEVER
+        low = min(self._newest.values())
         if self._others:
-            low = min(low, *self._others.values()) if self._newest else min(self._others.values())
+            low = min(low, *self._others.values())
         self._watermark = max(self._watermark, low)
 
     def observe(self, partition: int, ts_ms: TsMs) -> None:
@@ -49,20 +71,31 @@ class EventClock:
         if old is None or ts_ms > old:
             newest[partition] = ts_ms
             if old is None or old <= self._watermark:
-                self._others.pop(partition, None)
+                if old is None:
+                    self._others.pop(partition, None)
+                    self._known_changed()
                 self._recompute()
 
-    def assign(self, partitions: tuple[int, ...]) -> None:
-        """Replace the set of partitions read (keeps what was seen of those still read)."""
+    def assign(self, partitions: tuple[int, ...], topic: tuple[int, ...] | None = None) -> None:
+        """Replace the set of partitions read (keeps what was seen of those still read);
+        ``topic``: every partition of the topic, when known."""
         self._newest = {p: self._newest.get(p, NEVER) for p in partitions}
         for p in partitions:
             self._others.pop(p, None)
+        if topic is not None:
+            self._topic = frozenset(topic)
+            self._others = {p: t for p, t in self._others.items() if p in self._topic}
+        self._known_changed()
         self._recompute()
 
     def merge(self, known: dict[int, TsMs]) -> None:
         """Newest trade times per partition as the group last recorded them; those of
-        partitions this process does not read join the watermark."""
-        self._others = {p: t for p, t in known.items() if p not in self._newest}
+        partitions this process does not read (and of the topic, when it is known) join
+        the watermark."""
+        topic = self._topic
+        self._others = {p: t for p, t in known.items()
+                        if p not in self._newest and (topic is None or p in topic)}  # fmt: skip
+        self._known_changed()
         self._recompute()
 
     def now_ms(self) -> TsMs:
@@ -97,7 +130,7 @@ class ManualClock:
     def merge(self, known: dict[int, TsMs]) -> None:
         """Manual clocks ignore other processes."""
 
-    def assign(self, partitions: tuple[int, ...]) -> None:
+    def assign(self, partitions: tuple[int, ...], topic: tuple[int, ...] | None = None) -> None:
         """Manual clocks ignore partitions."""
 
     @property

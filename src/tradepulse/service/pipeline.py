@@ -54,8 +54,9 @@ class Clock(Protocol):
         """The group's newest trade time per partition (other processes' partitions)."""
         ...
 
-    def assign(self, partitions: tuple[int, ...]) -> None:
-        """The partitions this process reads from now on."""
+    def assign(self, partitions: tuple[int, ...], topic: tuple[int, ...] | None = None) -> None:
+        """The partitions this process reads from now on (``topic``: all of the topic's,
+        when known)."""
         ...
 
 
@@ -124,6 +125,7 @@ class Pipeline:
         self._partition_of: dict[TokenId, int] = {}
         self._written_ms: dict[TokenId, TsMs] = {}  # wall time of each token's last write
         self._assigned: tuple[int, ...] = ()
+        self._revoked: set[int] = set()  # revoked, not assigned again: another process's
         self._watermarks_restored = True
         self._dead_lettered: set[tuple[int, int]] = set()  # this batch's, across retries
         self._reported: Counter[str] = Counter()
@@ -178,6 +180,8 @@ class Pipeline:
         now = self.wall_ms()
         next_offsets: dict[int, int] = {}
         good: list[tuple[int, Trade]] = []
+        if self._revoked:  # fetched before a revocation: the new owner reads them again
+            messages = [msg for msg in messages if msg.partition not in self._revoked]
         with tracing.span("batch.decode") as span:
             for msg in messages:
                 next_offsets[msg.partition] = msg.offset + 1
@@ -206,7 +210,10 @@ class Pipeline:
     def write(self, batch: AppliedBatch) -> None:
         """Mirror the batch's tokens in Redis. Raises ``StoreUnavailableError`` when Redis
         fails; calling it again is safe (what was not acknowledged is sent again)."""
-        self._write(batch.tokens, batch.wall_ms, self.clock.partitions)
+        read = self.clock.partitions
+        if self._revoked:  # their new owner records how far they were read
+            read = {p: t for p, t in read.items() if p not in self._revoked}
+        self._write(batch.tokens, batch.wall_ms, read)
         self._dead_lettered.clear()
         self.clock.merge(self.store.group_watermarks)
 
@@ -222,12 +229,16 @@ class Pipeline:
         self._reported = now
         return delta
 
-    def assign(self, partitions: list[int]) -> None:
-        """The partitions this process reads now. Before the next batch the clock takes
-        them over with the newest trade times their last reader stored (so a restart or a
-        rebalance continues the watermark instead of starting it again)."""
+    def assign(self, partitions: list[int], topic_partitions: list[int] | None = None) -> None:
+        """The partitions this process reads now; ``topic_partitions``: every partition of
+        the topic (when known, a partition that no process has read yet holds the event
+        clock, see ``EventClock``). Before the next batch the clock takes them over with the
+        newest trade times their last reader stored (so a restart or a rebalance continues
+        the watermark instead of starting it again)."""
         self._assigned = tuple(partitions)
-        self.clock.assign(self._assigned)
+        self._revoked.difference_update(partitions)
+        topic = tuple(topic_partitions) if topic_partitions is not None else None
+        self.clock.assign(self._assigned, topic)
         self._watermarks_restored = False
 
     def _restore_watermarks(self) -> None:
@@ -268,8 +279,13 @@ class Pipeline:
 
     def forget(self, partitions: list[int]) -> None:
         """Drop the tokens of partitions this process no longer reads (revoked): their new
-        owner continues from Redis, and so would this process if they came back."""
+        owner continues from Redis, and so would this process if they came back. Until
+        they are assigned again, neither a sweep nor a message of theirs fetched before the
+        revocation brings their tokens back here (this process would then write them from
+        an old copy, over their new owner's writes)."""
         gone = set(partitions)
+        self._assigned = tuple(p for p in self._assigned if p not in gone)
+        self._revoked.update(gone)
         for token in [t for t, p in self._partition_of.items() if p in gone]:
             self.market.tokens.pop(token, None)
             self.bars.pop(token, None)
