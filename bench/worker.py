@@ -87,8 +87,9 @@ def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis
         wproc = psutil.Process(worker.pid)
         spy = None
         if os.environ.get("BENCH_PYSPY"):  # a flame profile of the worker (py-spy installed)
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(worker.pid), "--rate", "250",
-                                    "--format", "raw", "-o", os.environ["BENCH_PYSPY"]])  # fmt: skip
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(worker.pid), "--rate",
+                                    "250", "--format", "raw", "-o",
+                                    os.environ["BENCH_PYSPY"]])  # fmt: skip
         started = time.perf_counter()
         first_commit = None
         while (done := committed_total(bootstrap, topic, group, PARTITIONS)) < trades:
