@@ -3,7 +3,7 @@ and ``BarBuilder``, which makes them from one token's trades (pure: time is pass
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from heapq import heappop, heappush
 
 import msgspec
@@ -118,6 +118,35 @@ class _Minute:
             self.sells += _exact(trade.volume_usd)
         self.bar = None
 
+    def extend(self, trades: Sequence[Trade]) -> None:
+        """``add`` of each trade in order, with the state in local variables meanwhile (the
+        same result: the sums are exact integers, the rest is the same sequence of steps)."""
+        first_ms, last_ms, open_, close = self.first_ms, self.last_ms, self.open, self.close
+        high, low = self.high, self.low
+        amount, buys, sells = self.amount, self.buys, self.sells
+        for trade in trades:
+            ts, price = trade.ts_ms, trade.price_usd
+            if ts < first_ms:
+                first_ms, open_ = ts, price
+            if ts >= last_ms:
+                last_ms, close = ts, price
+            if price > high:
+                high = price
+            elif price < low:
+                low = price
+            numerator, denominator = trade.token_amount.as_integer_ratio()  # ``_exact``
+            amount += numerator << (_SCALE_BITS + 1 - denominator.bit_length())
+            numerator, denominator = trade.volume_usd.as_integer_ratio()
+            if trade.is_buy:
+                buys += numerator << (_SCALE_BITS + 1 - denominator.bit_length())
+            else:
+                sells += numerator << (_SCALE_BITS + 1 - denominator.bit_length())
+        self.first_ms, self.last_ms, self.open, self.close = first_ms, last_ms, open_, close
+        self.high, self.low = high, low
+        self.amount, self.buys, self.sells = amount, buys, sells
+        self.trades += len(trades)
+        self.bar = None
+
     def to_bar(self, token: TokenId, open_ms: TsMs, revision: int) -> Bar:
         """The bar with ``revision`` (cached until a trade arrives)."""
         bar = self.bar
@@ -210,6 +239,43 @@ class BarBuilder:
             if start < self._final_before_ms:
                 self._unsent.add(start)
         return AddResult.APPLIED
+
+    def add_many(self, trades: Sequence[Trade]) -> None:
+        """``add`` of each trade in order (trades beyond the horizon are dropped), in one
+        call: the trades are filed a run of one minute at a time.
+
+        Raises ``ValueError`` for a trade of another token (those before it are filed)."""
+        token = self.token
+        run: list[Trade] = []
+        run_start = NEVER
+        for trade in trades:
+            if trade.token != token:
+                self._file(run_start, run)
+                raise ValueError(f"trade of token {trade.token!r} given to bars of {token!r}")
+            ts = trade.ts_ms
+            start = ts - ts % MINUTE_MS
+            if start == run_start:
+                run.append(trade)
+            else:
+                self._file(run_start, run)
+                run_start, run = start, [trade]
+        self._file(run_start, run)
+
+    def _file(self, start: TsMs, trades: list[Trade]) -> None:
+        """``add`` of trades of the minute ``start``, in order."""
+        if not trades or start <= self._clock_ms - self.horizon_ms:
+            return
+        minute = self._minutes.get(start)
+        if minute is None:
+            minute = self._minutes[start] = _Minute(trades[0])
+            heappush(self._order, start)
+            (self._live if start >= self._final_before_ms else self._unsent).add(start)
+            if len(trades) > 1:
+                minute.extend(trades[1:])
+        else:
+            minute.extend(trades)
+            if start < self._final_before_ms:
+                self._unsent.add(start)
 
     def advance(self, now_ms: TsMs) -> list[Bar]:
         """Move ``T`` to ``max(T, now_ms)``; return the bars to emit, oldest first."""

@@ -15,6 +15,8 @@ The wall clock reads system time and therefore lives in ``tradepulse.adapters.cl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tradepulse.core.types import TsMs
 
 NEVER: TsMs = -(1 << 62)
@@ -51,6 +53,24 @@ class EventClock:
             if old is None or old <= self._watermark:
                 self._others.pop(partition, None)
                 self._recompute()
+
+    def observe_all(self, partitions: Sequence[int], times_ms: Sequence[TsMs]) -> list[TsMs]:
+        """``observe`` each ``(partition, time)`` in order; returns ``now_ms()`` right after
+        each one (the floor of each trade of a batch), in one call."""
+        newest = self._newest
+        watermark = self._watermark
+        out: list[TsMs] = []
+        append = out.append
+        for partition, ts_ms in zip(partitions, times_ms, strict=True):
+            old = newest.get(partition)
+            if old is None or ts_ms > old:
+                newest[partition] = ts_ms
+                if old is None or old <= watermark:  # the watermark may move: as ``observe``
+                    self._others.pop(partition, None)
+                    self._recompute()
+                    watermark = self._watermark
+            append(watermark)
+        return out
 
     def assign(self, partitions: tuple[int, ...]) -> None:
         """Replace the set of partitions read (keeps what was seen of those still read)."""
@@ -93,6 +113,10 @@ class ManualClock:
 
     def observe(self, partition: int, ts_ms: TsMs) -> None:
         """Manual clocks ignore trade times."""
+
+    def observe_all(self, partitions: Sequence[int], times_ms: Sequence[TsMs]) -> list[TsMs]:
+        """Manual clocks ignore trade times: ``now_ms()`` for each."""
+        return [self._now] * len(times_ms)
 
     def merge(self, known: dict[int, TsMs]) -> None:
         """Manual clocks ignore other processes."""
