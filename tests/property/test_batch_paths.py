@@ -241,3 +241,59 @@ def test_bar_builder_add_many_refuses_another_tokens_trade_after_filing_the_ones
     with pytest.raises(ValueError, match="'Y'"):
         batched.add_many([*mine, other, mine[0]])
     assert batched.bars() == one.bars()
+
+
+run_trade_st = st.tuples(
+    st.integers(0, MIN - 1),  # inside one minute
+    st.one_of(st.sampled_from([1e-9, 1e-3, 0.5, 3.0, 1e9]), st.floats(1e-12, 1e12)),
+    st.one_of(st.sampled_from([5e-324, 1e-300, 1e-9, 1.0, 1e6, 1e200]), st.floats(1e-6, 1e15)),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    runs=st.lists(st.lists(run_trade_st, min_size=1, max_size=120), min_size=1, max_size=4),
+    minute=st.integers(0, 2),
+)
+def test_long_runs_of_one_minute_are_summed_exactly_as_trade_by_trade(
+    runs: list[list[tuple[int, float, float, bool]]], minute: int
+) -> None:
+    """Runs long enough for the column-wise reduction (sums with ``math.fsum`` passes),
+    amounts from subnormal to 1e200 and equal times: the same bars, bit for bit, as one
+    ``add`` per trade (whose sums are exact integers)."""
+    one, batched = BarBuilder("X"), BarBuilder("X")
+    start, n = 100 * MIN + minute * MIN, 0
+    for rows in runs:
+        trades = []
+        for dt, price, amount, buy in rows:
+            trades.append(Trade("X", "w", buy, 0.0, amount, price, amount * price,
+                                start + dt // 7 * 7, f"h{n}"))  # fmt: skip
+            n += 1
+        for trade in trades:
+            one.add(trade)
+        batched.add_many(trades)
+        assert msgspec.json.encode(batched.bars()) == msgspec.json.encode(one.bars())
+    assert batched.advance(start + 5 * MIN) == one.advance(start + 5 * MIN)
+
+
+def test_run_whose_sum_exceeds_the_float_range_is_filed_as_trade_by_trade() -> None:
+    """``math.fsum`` overflows: the run is summed value by value; building the bar then
+    fails in both builders alike (the sum is beyond the float range)."""
+    start = 100 * MIN
+    trades = [Trade("X", "w", i % 2 == 0, 0.0, 1e308, 1.5, 1.5e308, start + i, f"h{i}")
+              for i in range(40)]  # fmt: skip
+    one, batched = BarBuilder("X"), BarBuilder("X")
+    for trade in trades:
+        one.add(trade)
+    batched.add_many(trades)
+    assert batched.snapshot() == one.snapshot()
+    for builder in (one, batched):
+        with pytest.raises(OverflowError):
+            builder.bars()
+    small = [Trade("X", "w", True, 0.0, 1.0, 2.0, 2.0, start + 1 + i, f"s{i}") for i in range(20)]
+    for trade in small:
+        one.add(trade)
+    batched.add_many(small)
+    with pytest.raises(OverflowError):
+        batched.bars()

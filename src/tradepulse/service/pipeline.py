@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from operator import attrgetter
 from typing import Protocol
 
 import msgspec
@@ -39,8 +38,6 @@ from tradepulse.core.windows import TokenWindows, WindowSpec
 from tradepulse.service.scanning import Scans
 
 log = logging.getLogger(__name__)
-_token_of = attrgetter("token")
-_ts_of = attrgetter("ts_ms")
 
 
 class Clock(Protocol):
@@ -198,12 +195,12 @@ class Pipeline:
             if span.is_recording():
                 span.set_attribute("tradepulse.rejected", len(rejected))
         with tracing.span("batch.apply"):
-            touched = set(map(_token_of, trades))
+            touched = {t.token for t in trades}
             unknown = touched.difference(self.market.tokens)
             if unknown:  # (pairs only for their trades: no tuple per trade of the batch)
                 self._restore_new([(p, t) for p, t in zip(partitions, trades, strict=True)
                                    if t.token in unknown])  # fmt: skip
-            floors = self.clock.observe_all(partitions, list(map(_ts_of, trades)))
+            floors = self.clock.observe_all(partitions, [t.ts_ms for t in trades])
             applied = self.market.add_all(trades, floors)
             if self.bars_enabled:
                 bars = self.bars
