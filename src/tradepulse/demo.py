@@ -107,7 +107,7 @@ class MessageFeed(Protocol):
 
     label: str
 
-    def poll(self, now_ms: TsMs) -> list[ConsumedMessage]: ...
+    def poll(self, now_ms: TsMs) -> Sequence[ConsumedMessage]: ...
 
     def commit(self, next_offsets: dict[int, int]) -> None: ...
 
@@ -137,7 +137,7 @@ class KafkaMessages:
         self._consumer = consumer
         self._batch_size = batch_size
 
-    def poll(self, now_ms: TsMs) -> list[ConsumedMessage]:
+    def poll(self, now_ms: TsMs) -> Sequence[ConsumedMessage]:
         return self._consumer.poll_batch(self._batch_size, 0.0)
 
     def commit(self, next_offsets: dict[int, int]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from tradepulse.core.types import TsMs
 
@@ -17,6 +18,12 @@ class WallClock:
 
     def observe(self, partition: int, ts_ms: TsMs) -> None:
         """The wall clock ignores trade times."""
+
+    def observe_all(self, partitions: Sequence[int], times_ms: Sequence[TsMs]) -> list[TsMs]:
+        """The wall clock ignores trade times: the time now, read once per trade (as one
+        ``now_ms()`` per trade would)."""
+        time_ns = time.time_ns
+        return [time_ns() // 1_000_000 for _ in times_ms]
 
     def merge(self, known: dict[int, TsMs]) -> None:
         """The wall clock ignores other processes."""

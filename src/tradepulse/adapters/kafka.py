@@ -8,7 +8,8 @@ nothing above this module sees a ``KafkaException``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import overload
 
 import msgspec
 from confluent_kafka import (
@@ -117,6 +118,78 @@ class ConsumedMessage(msgspec.Struct, frozen=True, gc=False):
     value: bytes
 
 
+class MessageBatch(Sequence[ConsumedMessage]):
+    """Messages read together, held as four parallel lists (``partitions``, ``offsets``,
+    ``keys``, ``values``): a batch of thousands is handled column by column, and a
+    ``ConsumedMessage`` is only made for a message asked for by index (one to dead-letter).
+    Iterating yields ``ConsumedMessage`` objects, so a batch reads like a list of them."""
+
+    __slots__ = ("keys", "offsets", "partitions", "values")
+
+    def __init__(
+        self,
+        partitions: list[int],
+        offsets: list[int],
+        keys: list[bytes | None],
+        values: list[bytes],
+    ) -> None:
+        if not len(partitions) == len(offsets) == len(keys) == len(values):
+            raise ValueError("the columns of a message batch must have one length")
+        self.partitions = partitions
+        self.offsets = offsets
+        self.keys = keys
+        self.values = values
+
+    @classmethod
+    def of(cls, messages: Iterable[ConsumedMessage]) -> MessageBatch:
+        """The batch of ``messages`` (in their order)."""
+        if isinstance(messages, MessageBatch):
+            return messages
+        msgs = list(messages)
+        return cls([m.partition for m in msgs], [m.offset for m in msgs],
+                   [m.key for m in msgs], [m.value for m in msgs])  # fmt: skip
+
+    @classmethod
+    def read(cls, raw: list[Message]) -> MessageBatch:
+        """The batch of confluent-kafka messages without an error: a column is one ``map``
+        of a ``Message`` method (no Python code per message). A missing partition or
+        offset reads as 0 and a missing (null) value as ``b""``, as one by one."""
+        partitions = list(map(Message.partition, raw))
+        offsets = list(map(Message.offset, raw))
+        values = list(map(Message.value, raw))
+        if None in partitions:
+            partitions = [p or 0 for p in partitions]
+        if None in offsets:
+            offsets = [o or 0 for o in offsets]
+        if None in values:
+            values = [v or b"" for v in values]
+        return cls(partitions, offsets, list(map(Message.key, raw)), values)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, index: int) -> ConsumedMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> MessageBatch: ...
+
+    def __getitem__(self, index: int | slice) -> ConsumedMessage | MessageBatch:
+        if isinstance(index, slice):
+            return MessageBatch(self.partitions[index], self.offsets[index], self.keys[index],
+                                self.values[index])  # fmt: skip
+        return ConsumedMessage(self.partitions[index], self.offsets[index], self.keys[index],
+                               self.values[index])  # fmt: skip
+
+    def __iter__(self) -> Iterator[ConsumedMessage]:
+        return map(ConsumedMessage, self.partitions, self.offsets, self.keys, self.values)
+
+    def next_offsets(self) -> dict[int, int]:
+        """The offset after the last message of each partition (what to commit), in the
+        order the partitions first appear."""
+        return {p: o + 1 for p, o in dict(zip(self.partitions, self.offsets, strict=True)).items()}
+
+
 # Short session and heartbeat: a member that dies is noticed in seconds, and joining a new
 # group is quick (measured with the Tansu broker: first message after 3 s instead of 23 s).
 #: How the trade consumer fetches: a broker holding no new message answers within 5 ms, so a
@@ -195,7 +268,7 @@ class TradeConsumer:
         if self._on_revoke is not None:
             self._on_revoke([p.partition for p in partitions])
 
-    def poll_batch(self, max_messages: int, max_wait_s: float) -> list[ConsumedMessage]:
+    def poll_batch(self, max_messages: int, max_wait_s: float) -> MessageBatch:
         """Up to ``max_messages`` messages: all that are already fetched (never waiting
         while some are), else the first to arrive within ``max_wait_s`` with whatever came
         with it. Batches so grow with the backlog (throughput) and stay small when the
@@ -206,15 +279,13 @@ class TradeConsumer:
             raw = consume(num_messages=1, timeout=max_wait_s)
             if raw and max_messages > 1:
                 raw += consume(num_messages=max_messages - 1, timeout=0)
-        out: list[ConsumedMessage] = []
-        for msg in raw:
-            err = msg.error()
-            if err is None:
-                out.append(ConsumedMessage(msg.partition() or 0, msg.offset() or 0, msg.key(),
-                                           msg.value() or b""))  # fmt: skip
-            elif err.code() != KafkaError._PARTITION_EOF:
-                log.warning("consume error topic=%s error=%s", self.topic, err)
-        return out
+        errors = list(map(Message.error, raw))
+        if errors.count(None) != len(errors):
+            for err in errors:
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error topic=%s error=%s", self.topic, err)
+            raw = [msg for msg, err in zip(raw, errors, strict=True) if err is None]
+        return MessageBatch.read(raw)
 
     def commit(self, next_offsets: dict[int, int], *, wait: bool = False) -> None:
         """Commit the next offset to read per partition. Called only after the batch's

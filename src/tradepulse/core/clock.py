@@ -15,6 +15,8 @@ The wall clock reads system time and therefore lives in ``tradepulse.adapters.cl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tradepulse.core.types import TsMs
 
 NEVER: TsMs = -(1 << 62)
@@ -76,6 +78,26 @@ class EventClock:
                     self._known_changed()
                 self._recompute()
 
+    def observe_all(self, partitions: Sequence[int], times_ms: Sequence[TsMs]) -> list[TsMs]:
+        """``observe`` each ``(partition, time)`` in order; returns ``now_ms()`` right after
+        each one (the floor of each trade of a batch), in one call."""
+        newest = self._newest
+        watermark = self._watermark
+        out: list[TsMs] = []
+        append = out.append
+        for partition, ts_ms in zip(partitions, times_ms, strict=True):
+            old = newest.get(partition)
+            if old is None or ts_ms > old:
+                newest[partition] = ts_ms
+                if old is None or old <= watermark:  # the watermark may move: as ``observe``
+                    if old is None:
+                        self._others.pop(partition, None)
+                        self._known_changed()
+                    self._recompute()
+                    watermark = self._watermark
+            append(watermark)
+        return out
+
     def assign(self, partitions: tuple[int, ...], topic: tuple[int, ...] | None = None) -> None:
         """Replace the set of partitions read (keeps what was seen of those still read);
         ``topic``: every partition of the topic, when known."""
@@ -126,6 +148,10 @@ class ManualClock:
 
     def observe(self, partition: int, ts_ms: TsMs) -> None:
         """Manual clocks ignore trade times."""
+
+    def observe_all(self, partitions: Sequence[int], times_ms: Sequence[TsMs]) -> list[TsMs]:
+        """Manual clocks ignore trade times: ``now_ms()`` for each."""
+        return [self._now] * len(times_ms)
 
     def merge(self, known: dict[int, TsMs]) -> None:
         """Manual clocks ignore other processes."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from tradepulse.core.clock import NEVER
 from tradepulse.core.trade import Trade
@@ -60,6 +60,39 @@ class Market:
             if token.newest_ms == NEVER:
                 del self.tokens[trade.token]
         return result
+
+    def add_all(
+        self, trades: Sequence[Trade], floors_ms: Sequence[TsMs]
+    ) -> dict[TokenId, list[Trade]]:
+        """``add`` of each trade with its own floor, in order (one call for a batch).
+        Returns the trades applied, by token, in the order they were applied."""
+        tokens = self.tokens
+        get = tokens.get
+        specs = self.specs
+        applied: dict[TokenId, list[Trade]] = {}
+        counts = [0, 0, 0, 0]
+        applied_r, late_r = AddResult.APPLIED, AddResult.LATE
+        for trade, floor_ms in zip(trades, floors_ms, strict=True):
+            name = trade.token
+            token = get(name)
+            if token is None:
+                if not self._owns(name):
+                    continue
+                token = tokens[name] = TokenWindows(specs)
+            result = token.add(trade, floor_ms)
+            counts[result] += 1
+            if result is applied_r:
+                same = applied.get(name)
+                if same is None:
+                    applied[name] = [trade]
+                else:
+                    same.append(trade)
+            elif result is late_r and token.newest_ms == NEVER:
+                del tokens[name]  # created for a late trade: holds nothing
+        self.applied += counts[AddResult.APPLIED]
+        self.duplicates += counts[AddResult.DUPLICATE]
+        self.late += counts[AddResult.LATE]
+        return applied
 
     def add_many(self, trades: Iterable[Trade], floor_ms: TsMs) -> None:
         """Apply trades with one clock floor (a batch read at one instant)."""

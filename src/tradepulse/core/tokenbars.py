@@ -13,7 +13,7 @@ retained trades and its evaluation time ``T``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 
@@ -45,6 +45,10 @@ class TokenBars:
 
     def add(self, trade: Trade) -> None:
         self.builder.add(trade)
+
+    def add_many(self, trades: Sequence[Trade]) -> None:
+        """``add`` of each trade, in order."""
+        self.builder.add_many(trades)
 
     def advance(self, t_ms: TsMs) -> list[Bar]:
         """Move to ``T`` (the token's evaluation time): the final bars not yet confirmed,

@@ -23,9 +23,9 @@ from typing import Protocol
 import msgspec
 
 from tradepulse import tracing
-from tradepulse.adapters.kafka import ConsumedMessage
+from tradepulse.adapters.kafka import ConsumedMessage, MessageBatch
 from tradepulse.adapters.redis_store import Restored, TokenUpdate
-from tradepulse.adapters.wire import decode_trade
+from tradepulse.adapters.wire import decode_many
 from tradepulse.core.bars import DEFAULT_GRACE_MS, MINUTE_MS
 from tradepulse.core.clock import NEVER
 from tradepulse.core.errors import BrokerError, InvalidTradeError, StoreUnavailableError
@@ -34,7 +34,7 @@ from tradepulse.core.rules import Rule
 from tradepulse.core.tokenbars import TokenBars
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
-from tradepulse.core.windows import AddResult, TokenWindows, WindowSpec
+from tradepulse.core.windows import TokenWindows, WindowSpec
 from tradepulse.service.scanning import Scans
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,10 @@ class Clock(Protocol):
     def now_ms(self) -> TsMs: ...
 
     def observe(self, partition: int, ts_ms: TsMs) -> None: ...
+
+    def observe_all(self, partitions: Sequence[int], times_ms: Sequence[TsMs]) -> list[TsMs]:
+        """``observe`` each trade time in order; ``now_ms()`` right after each one."""
+        ...
 
     @property
     def partitions(self) -> dict[int, TsMs]:
@@ -163,49 +167,65 @@ class Pipeline:
                 span.set_attribute("tradepulse.alerts", stored)
         return stored
 
-    def process(self, messages: list[ConsumedMessage]) -> dict[int, int]:
+    def process(self, messages: Sequence[ConsumedMessage]) -> dict[int, int]:
         """``apply`` then ``write``: the next offset per partition, safe to commit."""
         batch = self.apply(messages)
         self.write(batch)
         return batch.next_offsets
 
-    def apply(self, messages: list[ConsumedMessage]) -> AppliedBatch:
+    def apply(self, messages: Sequence[ConsumedMessage]) -> AppliedBatch:
         """Decode, dead-letter the bad messages (flushed), apply the good ones in memory.
 
         May raise ``StoreUnavailableError`` (restoring a token from Redis): calling it again
         with the same messages is safe (applied trades are then duplicates, and messages
-        already dead-lettered are not sent twice)."""
+        already dead-lettered are not sent twice).
+
+        The batch is handled column-wise (``MessageBatch``); the result is that of applying
+        its messages one at a time: each trade's floor is the clock right after observing
+        it, and each token's bars receive the trades its windows applied, in order."""
         if not self._watermarks_restored:
             self._restore_watermarks()
         now = self.wall_ms()
-        next_offsets: dict[int, int] = {}
-        good: list[tuple[int, Trade]] = []
-        if self._revoked:  # fetched before a revocation: the new owner reads them again
-            messages = [msg for msg in messages if msg.partition not in self._revoked]
+        batch = MessageBatch.of(messages)
+        if self._revoked and not self._revoked.isdisjoint(batch.partitions):
+            # fetched before a revocation: the new owner reads them again
+            batch = MessageBatch.of([m for m in batch if m.partition not in self._revoked])
         with tracing.span("batch.decode") as span:
-            for msg in messages:
-                next_offsets[msg.partition] = msg.offset + 1
-                try:
-                    trade = decode_trade(msg.value, now, self.max_future_skew_ms)
-                    good.append((msg.partition, trade))
-                except InvalidTradeError as exc:
-                    if (msg.partition, msg.offset) not in self._dead_lettered:
-                        self.rejected[exc.reason] += 1
-                        self.dead_letters.send(msg, exc.reason, exc.detail, now)
-                        self._dead_lettered.add((msg.partition, msg.offset))
+            trades, rejected = decode_many(batch.values, now, self.max_future_skew_ms)
+            partitions = batch.partitions
+            if rejected:
+                self._dead_letter(batch, rejected, now)
+                bad = {i for i, _ in rejected}
+                partitions = [p for i, p in enumerate(partitions) if i not in bad]
             if span.is_recording():
-                span.set_attribute("tradepulse.rejected", len(messages) - len(good))
+                span.set_attribute("tradepulse.rejected", len(rejected))
         with tracing.span("batch.apply"):
-            self._restore_new(good)
-            clock, add, bars, bars_on = self.clock, self.market.add, self.bars, self.bars_enabled
-            for partition, trade in good:
-                clock.observe(partition, trade.ts_ms)
-                if add(trade, clock.now_ms()) is AddResult.APPLIED and bars_on:
-                    (bars.get(trade.token) or self._new_bars(trade.token)).add(trade)
-            touched = {trade.token for _, trade in good}
+            touched = {t.token for t in trades}
+            unknown = touched.difference(self.market.tokens)
+            if unknown:  # (pairs only for their trades: no tuple per trade of the batch)
+                self._restore_new([(p, t) for p, t in zip(partitions, trades, strict=True)
+                                   if t.token in unknown])  # fmt: skip
+            floors = self.clock.observe_all(partitions, [t.ts_ms for t in trades])
+            applied = self.market.add_all(trades, floors)
+            if self.bars_enabled:
+                bars = self.bars
+                for token, token_trades in applied.items():
+                    (bars.get(token) or self._new_bars(token)).add_many(token_trades)
             if self.dead_letters.flush():
                 raise BrokerError("dead-letter messages were not acknowledged")
-        return AppliedBatch(touched, next_offsets, now)
+        return AppliedBatch(touched, batch.next_offsets(), now)
+
+    def _dead_letter(
+        self, batch: MessageBatch, rejected: list[tuple[int, InvalidTradeError]], now: TsMs
+    ) -> None:
+        """Send the rejected messages (``(index in batch, error)``) to the dead-letter
+        topic, each once across retries of the batch."""
+        partitions, offsets = batch.partitions, batch.offsets
+        for i, exc in rejected:
+            if (partitions[i], offsets[i]) not in self._dead_lettered:
+                self.rejected[exc.reason] += 1
+                self.dead_letters.send(batch[i], exc.reason, exc.detail, now)
+                self._dead_lettered.add((partitions[i], offsets[i]))
 
     def write(self, batch: AppliedBatch) -> None:
         """Mirror the batch's tokens in Redis. Raises ``StoreUnavailableError`` when Redis

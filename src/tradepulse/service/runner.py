@@ -6,11 +6,11 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from tradepulse import metrics, tracing
-from tradepulse.adapters.kafka import ConsumedMessage
+from tradepulse.adapters.kafka import ConsumedMessage, MessageBatch
 from tradepulse.core.errors import StoreUnavailableError, TradepulseError
 from tradepulse.core.rules import Rule
 from tradepulse.service.maintenance import Maintenance
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class Source(Protocol):
-    def poll_batch(self, max_messages: int, max_wait_s: float) -> list[ConsumedMessage]: ...
+    def poll_batch(self, max_messages: int, max_wait_s: float) -> Sequence[ConsumedMessage]: ...
 
     def commit(self, next_offsets: dict[int, int]) -> None: ...
 
@@ -128,7 +128,7 @@ def _batch(
     source: Source,
     pipeline: Pipeline,
     stop: threading.Event,
-    batch: list[ConsumedMessage],
+    batch: Sequence[ConsumedMessage],
     state: WorkerState,
 ) -> bool:
     """Apply, write (retried while Redis is down) and commit one batch, in a ``batch``
@@ -187,7 +187,7 @@ def _scan(pipeline: Pipeline) -> None:
 
 
 def _report(
-    batch: list[ConsumedMessage], seconds: float, pipeline: Pipeline, state: WorkerState
+    batch: Sequence[ConsumedMessage], seconds: float, pipeline: Pipeline, state: WorkerState
 ) -> None:
     """Metrics, state and the batch log line of one committed batch."""
     size = len(batch)
@@ -206,7 +206,7 @@ def _report(
     metrics.WATERMARK.set(pipeline.clock.now_ms())
     log.info("Batch processing completed", extra={
         "total_trades": size,
-        "unique_tokens": len({m.key for m in batch}),
+        "unique_tokens": len(set(MessageBatch.of(batch).keys)),
         "processing_time": round(seconds, 6),
         "trades_per_sec": round(size / seconds) if seconds > 0 else 0,
     })  # fmt: skip
