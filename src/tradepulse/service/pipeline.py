@@ -200,17 +200,14 @@ class Pipeline:
             if span.is_recording():
                 span.set_attribute("tradepulse.rejected", len(rejected))
         with tracing.span("batch.apply"):
-            touched = {t.token for t in trades}
-            unknown = touched.difference(self.market.tokens)
-            if unknown:  # (pairs only for their trades: no tuple per trade of the batch)
-                self._restore_new([(p, t) for p, t in zip(partitions, trades, strict=True)
-                                   if t.token in unknown])  # fmt: skip
+            self._restore_new(list(zip(partitions, trades, strict=True)))
             floors = self.clock.observe_all(partitions, [t.ts_ms for t in trades])
             applied = self.market.add_all(trades, floors)
             if self.bars_enabled:
                 bars = self.bars
                 for token, token_trades in applied.items():
                     (bars.get(token) or self._new_bars(token)).add_many(token_trades)
+            touched = {t.token for t in trades}
             if self.dead_letters.flush():
                 raise BrokerError("dead-letter messages were not acknowledged")
         return AppliedBatch(touched, batch.next_offsets(), now)
