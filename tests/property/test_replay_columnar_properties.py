@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
@@ -162,3 +163,33 @@ def test_columnar_replay_mixed_file_exercises_every_outcome() -> None:
                         "object keys must be strings (byte 1)"]  # fmt: skip
     assert summary.snapshot_lines == len(snapshots.splitlines()) > 3
     assert _run(data, 1_000, columnar=False) == (snapshots, rejected, summary)
+
+
+# Six trades of one token (a shrunk counterexample of the property above). At the last trade
+# the 5 s window holds 915522.1023768446 * 1 and 0.001 * 1e9, whose exact sum lies on a rounding
+# midpoint; the 30 s gaps empty the object engine's store (its prefix sums restart there)
+# while the columnar prefix runs from the first trade, 8.4e14 in front.
+TIE_TRADES = [
+    (0, 687167.6479599705, 3.0),
+    (140_996, 840361.7553729741, 1e9),
+    (181_492, 284916.8987601295, 1.0),
+    (181_742, 2.00001, 0.001),
+    (250_239, 915522.1023768446, 1.0),
+    (251_238, 0.001, 1e9),
+]
+
+
+def test_columnar_replay_sum_on_a_rounding_midpoint_equals_object_replay() -> None:
+    data = "".join(
+        json.dumps({"token": "T3", "wallet": "w0", "sell_buy": "buy", "native_amount": 0.0,
+                    "token_amount": amount, "price_usd": price, "trans_time": BASE_MS + dt,
+                    "tx_hash": f"h{i}"}) + "\n"
+        for i, (dt, price, amount) in enumerate(TIE_TRADES)
+    ).encode()  # fmt: skip
+    exact = math.fsum(price * amount for _, price, amount in TIE_TRADES[4:])
+    assert exact == 1915522.1023768447
+    for every_ms in (None, 1_000, 2_500):
+        snapshots, rejected, summary = _run(data, every_ms, columnar=True)
+        assert (snapshots, rejected, summary) == _run(data, every_ms, columnar=False)
+        final = json.loads(snapshots.splitlines()[-1])
+        assert final["final"] and final["windows"]["5s"]["buy_volume"] == exact

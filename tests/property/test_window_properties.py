@@ -26,6 +26,7 @@ from tradepulse.core.windows import AddResult, SyncView, TokenWindows, parse_win
 
 SPECS = parse_windows("1s,5s,30s")
 LONGEST = SPECS[-1].duration_ms
+EXACT_SUMS = ("buy_volume", "sell_volume", "native_volume")
 
 magnitudes = st.sampled_from([1e-9, 1e-3, 0.5, 1.0, 3.0, 1e3, 1e9])
 price_st = st.one_of(magnitudes, st.floats(1e-6, 1e6, allow_nan=False))
@@ -82,6 +83,8 @@ def run_and_check(steps: list[Step]) -> int:
                 have = msgspec.structs.asdict(got[spec.name])
                 for field, value in want.items():
                     assert close(have[field], value), (spec.name, field, have[field], value)
+                for field in EXACT_SUMS:  # the exact sum rounded once, as math.fsum
+                    assert have[field] == want[field], (spec.name, field, have[field])
                 checks += 1
             continue
         if s.dup_of is not None and s.dup_of < len(sent):

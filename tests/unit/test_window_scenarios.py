@@ -9,6 +9,8 @@ Timeline of the 1-minute window evaluated at T = 120_000::
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from tests.support.factories import trade
@@ -172,3 +174,19 @@ def test_long_windows_work_the_same(text: str) -> None:
     expected = min(30, specs[-1].duration_ms // hour)
     assert s.trade_count == expected
     assert s.start_price == 1.0 + 29 - expected
+
+
+def test_window_sum_on_a_rounding_midpoint_is_rounded_once_whatever_the_prefix() -> None:
+    """The two newest trades sum exactly to a midpoint between two doubles; the prefix
+    sums in front of them hold 8.4e14 (kept by the 5-minute window). The window sum must
+    still be the exact sum rounded once (ties to even), as ``math.fsum`` gives."""
+    tw = TokenWindows(parse_windows("5s,5min"))
+    rows = [(0, 687167.6479599705, 3.0), (140_996, 840361.7553729741, 1e9),
+            (181_492, 284916.8987601295, 1.0), (181_742, 2.00001, 0.001),
+            (250_239, 915522.1023768446, 1.0), (251_238, 0.001, 1e9)]  # fmt: skip
+    for ts, price, amount in rows:
+        assert tw.add(trade(ts, price, amount), floor_ms=0) is AddResult.APPLIED
+        tw.stats(ts)  # evaluated after each trade: the store keeps every one
+    got = tw.stats(251_238)
+    assert got["5s"].buy_volume == math.fsum([915522.1023768446 * 1.0, 0.001 * 1e9])
+    assert got["5min"].buy_volume == math.fsum(p * a for _, p, a in rows)

@@ -13,10 +13,13 @@ evaluated). The window ``W`` is the positions ``[lo, end)`` with ``t > T - W``::
 The statistics are ``TokenWindows``' (ARCHITECTURE §4): the start price is the price at
 ``lo - 1`` when the segment has a trade there (the latest at or before ``T - W``), else at
 ``lo``; an empty window reports the latest price. Sums are differences of double-double
-prefix sums restarted at each segment (as the engine's are at each compaction), re-summed
-with ``math.fsum`` where the window is more than 10^12 times smaller than the prefix;
-distinct wallets count the positions whose previous trade by the same wallet (same side,
-for buyers and sellers) is before ``lo``.
+prefix sums restarted at each segment, settled as ``core.windows._window_sum`` settles
+them: the difference comes with a rigorous error bound, and ``math.fsum`` re-sums the rare
+window whose rounding that bound leaves open. Each sum is thus the exact sum rounded once,
+whatever the prefix in front of it (the engine's restarts at each compaction and whenever
+its store empties; a segment's runs over the whole file). Distinct wallets count the
+positions whose previous trade by the same wallet (same side, for buyers and sellers) is
+before ``lo``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B1 = npt.NDArray[np.bool_]
 
-_EXACT_RATIO = 1e12
+_U = 2.0**-53  # unit roundoff of a double
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class _Prefixes:
 
     hi: F64
     lo: F64
+    lo_max: F64  # running maximum of |lo| within the segment
     nbuy: I64  # global prefix count of buys (exact)
 
 
@@ -83,18 +87,30 @@ def _prefixes(seg: Segments) -> _Prefixes:
     parts = [_dd_prefix(x[a:b]) for a, b in itertools.pairwise(bounds)]
     hi = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 4))
     lo = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 4))
+    lo_max = (np.concatenate([np.maximum.accumulate(np.abs(p[1]), axis=0) for p in parts])
+              if parts else np.zeros((0, 4)))  # fmt: skip
     nbuy = np.concatenate(([0], np.cumsum(seg.is_buy, dtype=np.int64)))
-    return _Prefixes(hi, lo, nbuy)
+    return _Prefixes(hi, lo, lo_max, nbuy)
 
 
-def _dd_diff(hi: F64, lo: F64, s: I64, e: I64) -> F64:
-    """``(hi[e] + lo[e]) - (hi[s] + lo[s])``, the first subtraction error-free (as
-    ``core.windows._dd_diff``), element-wise."""
+def _window_sums(pre: _Prefixes, s: I64, e: I64) -> tuple[F64, B1]:
+    """Per pair, the four sums of prefix rows ``[s, e)`` rounded once, and whether that
+    rounding is settled (else the caller uses ``math.fsum``): ``core.windows._window_sum``
+    element-wise, with the running maximum of ``|lo|`` in place of its a-priori bound."""
+    hi, lo = pre.hi, pre.lo
     a, b = hi[e], hi[s]
     d = a - b
     bb = d - a
-    out: F64 = d + (((a - (d - bb)) + (-b - bb)) + (lo[e] - lo[s]))
-    return out
+    lo_d = lo[e] - lo[s]
+    c = ((a - (d - bb)) + (-b - bb)) + lo_d
+    r: F64 = d + c
+    bb = r - d
+    rho = (d - (r - bb)) + (c - bb)
+    n = (e - s).astype(np.float64)[:, None]
+    err = (2.0 * _U) * ((n * _U) * pre.lo_max[e] + np.abs(lo_d) + np.abs(c))
+    with np.errstate(invalid="ignore"):
+        ok: B1 = (err == 0.0) | (np.abs(rho) + err < 0.5 * np.abs(r - np.nextafter(r, 0.0)))
+    return r, ok
 
 
 def stable_order(keys: I64) -> I64:
@@ -166,15 +182,18 @@ def _stats(
     """One window's statistics for every pair (positions ``[lo, end)``)."""
     buys = pre.nbuy[end] - pre.nbuy[lo]
     count = end - lo
-    sums = _dd_diff(pre.hi, pre.lo, lo + pair_seg, end + pair_seg)
-    ends = pre.hi[end + pair_seg]
+    sums, settled = _window_sums(pre, lo + pair_seg, end + pair_seg)
     px = seg.price
     last = px[end - 1]
     start_price = np.where(lo > first, px[np.maximum(lo - 1, 0)], px[np.minimum(lo, len(px) - 1)])
     rows: list[WindowStats] = []
     cols = (lo.tolist(), end.tolist(), t_eval.tolist(), buys.tolist(), count.tolist(),
             last.tolist(), start_price.tolist())  # fmt: skip
-    sum_rows, end_rows = sums.tolist(), ends.tolist()
+    # A side with no trade in the window sums to 0 whatever its prefixes say.
+    settled[:, 0] |= buys == 0
+    settled[:, 1] |= buys == count
+    sum_rows: list[list[float]] = sums.tolist()
+    settled_rows: list[bool] = np.asarray(settled.all(axis=1)).tolist()
     ts = seg.ts_ms
     for i, (s, e, t, nb, n, last_p, start_p) in enumerate(zip(*cols, strict=True)):
         if n == 0:
@@ -182,11 +201,10 @@ def _stats(
                                     last_p, 0.0, None, None, None, t))  # fmt: skip
             continue
         ns = n - nb
-        bv, sv, nv, am = sum_rows[i]
-        bv, sv = (bv if nb else 0.0), (sv if ns else 0.0)
-        bh, sh, nh, ah = end_rows[i]
-        if ((nb and bh > _EXACT_RATIO * bv) or (ns and sh > _EXACT_RATIO * sv)
-                or nh > _EXACT_RATIO * nv or ah > _EXACT_RATIO * am):  # fmt: skip
+        if settled_rows[i]:
+            bv, sv, nv, am = sum_rows[i]
+            bv, sv = (bv if nb else 0.0), (sv if ns else 0.0)
+        else:  # rare: some sum on or next to a rounding midpoint
             bv, sv, nv, am = _exact_sums(seg, s, e, nb, ns)
         window = slice(s, e)
         wallets = int(np.count_nonzero(prev_wallet[window] < s))

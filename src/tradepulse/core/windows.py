@@ -16,10 +16,12 @@ lets every window share one store:
 * **Sums** (buy/sell/native volume, token amount) are prefix sums kept as double-double
   (``hi + lo``, each step an error-free TwoSum), so a window sum is a difference of two
   prefixes with ~1e-32 relative error in the prefix: no drift, no catastrophic
-  cancellation when a huge trade has just left a window of small ones. A window sum more
-  than 1e12 times smaller than the prefix is re-summed exactly (``math.fsum``), and the
-  prefixes restart from zero at each compaction. Counts are integer prefixes. O(1) per
-  trade, O(1) per window read.
+  cancellation when a huge trade has just left a window of small ones. Every window sum is
+  the exact sum rounded once (as ``math.fsum``): the difference comes with a rigorous error
+  bound, and the rare window whose rounding that bound leaves open (a sum on or next to a
+  rounding midpoint, or tiny next to the prefix) is re-summed with ``math.fsum``. So a sum
+  does not depend on where the prefixes restarted (they restart from zero at each
+  compaction). Counts are integer prefixes. O(1) per trade, O(1) per window read.
 * **High / low**: one monotonic stack of suffix maxima (and one of minima) over the
   positions; the high of ``[start, E)`` is the price at the first stack entry
   ``>= start`` (a bisect). Amortized O(1) per trade, shared by every window.
@@ -141,7 +143,8 @@ def parse_windows(text: str) -> tuple[WindowSpec, ...]:
 
 
 _Key = str | tuple[str, int]
-_EXACT_RATIO = 1e12
+_U = 2.0**-53  # unit roundoff of a double
+_TWO_U = 2.0 * _U
 
 
 def _key(trade: Trade) -> _Key:
@@ -192,12 +195,32 @@ class _Window:
         self.sides = 0  # unique buyers + unique sellers * SELL_UNIT
 
 
-def _dd_diff(hi: array[float], lo: array[float], s: int, end: int) -> float:
-    """(hi[end] + lo[end]) - (hi[s] + lo[s]), the first subtraction made error-free."""
+def _window_sum(hi: array[float], lo: array[float], s: int, end: int) -> float | None:
+    """The sum of positions ``[s, end)`` from the double-double prefixes, rounded once
+    (to nearest, ties to even: what ``math.fsum`` gives), or None when the prefixes cannot
+    tell which way it rounds (the caller then sums the window with ``math.fsum``).
+
+    ``(hi[end] + lo[end]) - (hi[s] + lo[s])`` is computed as ``d + c`` with the first
+    subtraction error-free (TwoSum). The exact sum differs from ``d + c`` only by the
+    rounding of the ``lo`` steps inside the window (each at most ``u * |lo_j|``, and
+    ``|lo_j| <= u * end * hi[end]`` since every value is >= 0) and of the two additions
+    after it; ``E`` bounds that (with a factor 2 to spare). ``r = fl(d + c)`` is then the
+    exact sum rounded once when ``E == 0`` or when ``d + c`` (``r`` plus the exact residual
+    ``rho``) is more than ``E`` away from the midpoints around ``r``. So the result does
+    not depend on where the prefixes started (compaction, restart) nor on how they were
+    summed: ``core.colstats`` gives the same bits."""
     a, b = hi[end], hi[s]
     d = a - b
     bb = d - a
-    return d + (((a - (d - bb)) + (-b - bb)) + (lo[end] - lo[s]))
+    lo_d = lo[end] - lo[s]
+    c = ((a - (d - bb)) + (-b - bb)) + lo_d
+    r = d + c
+    bb = r - d
+    rho = (d - (r - bb)) + (c - bb)
+    err = _TWO_U * ((end - s) * _U * end * a + abs(lo_d) + abs(c))
+    if err == 0.0 or abs(rho) + err < 0.5 * abs(r - math.nextafter(r, 0.0)):
+        return r
+    return None
 
 
 class SyncView(msgspec.Struct, frozen=True):
@@ -401,11 +424,10 @@ class TokenWindows:
     def _window_stats(self, win: _Window, t_eval: TsMs) -> WindowStats:
         """Statistics of positions ``[win.start, E)``.
 
-        Each sum is a difference of double-double prefixes. When the result is more than
-        1e12 times smaller than the prefix (the double-double bound could then exceed ~1e-14
-        relative; a cancellation can even give 0), the window's values are summed exactly
-        with ``math.fsum`` instead: only windows of values that small next to a retained
-        history that large take this O(window) path. Sums known to be 0 skip it."""
+        Each sum is the exact sum rounded once: a difference of double-double prefixes when
+        its error bound settles the rounding (``_window_sum``), else ``math.fsum`` over the
+        window (rare: a sum on a rounding midpoint, or values tiny next to the retained
+        history). Sums known to be 0 skip both."""
         ts, px = self._ts, self._px
         end, s = len(ts), win.start
         last_price = px[end - 1]
@@ -416,17 +438,19 @@ class TokenWindows:
             )  # fmt: skip
         buys = self._nbuy[end] - self._nbuy[s]
         sells = end - s - buys
-        bv = _dd_diff(self._bvh, self._bvl, s, end) if buys else 0.0
-        sv = _dd_diff(self._svh, self._svl, s, end) if sells else 0.0
-        nv = _dd_diff(self._nvh, self._nvl, s, end)
-        am = _dd_diff(self._amh, self._aml, s, end)
-        if (
-            (buys and self._bvh[end] > _EXACT_RATIO * bv)
-            or (sells and self._svh[end] > _EXACT_RATIO * sv)
-            or self._nvh[end] > _EXACT_RATIO * nv
-            or self._amh[end] > _EXACT_RATIO * am
-        ):
-            bv, sv, nv, am = self._exact_sums(s, end, buys, sells)
+        trades = self._trades
+        bv = _window_sum(self._bvh, self._bvl, s, end) if buys else 0.0
+        if bv is None:
+            bv = math.fsum(t.volume_usd for t in trades[s:end] if t.is_buy)
+        sv = _window_sum(self._svh, self._svl, s, end) if sells else 0.0
+        if sv is None:
+            sv = math.fsum(t.volume_usd for t in trades[s:end] if not t.is_buy)
+        nv = _window_sum(self._nvh, self._nvl, s, end)
+        if nv is None:
+            nv = math.fsum(t.native_amount for t in trades[s:end])
+        am = _window_sum(self._amh, self._aml, s, end)
+        if am is None:
+            am = math.fsum(t.token_amount for t in trades[s:end])
         total = bv + sv
         start_price = px[s - 1] if s > 0 else px[s]
         sellers, buyers = divmod(win.sides, SELL_UNIT)
@@ -437,16 +461,6 @@ class TokenWindows:
             px[lstk[bisect_left(lstk, s)]], (last_price - start_price) / start_price * 100.0,
             total / am, ts[s], ts[end - 1], t_eval,
         )  # fmt: skip
-
-    def _exact_sums(self, s: int, end: int, buys: int, sells: int) -> tuple[float, ...]:
-        """The four window sums of positions ``[s, end)`` with ``math.fsum`` (rare)."""
-        trades = self._trades[s:end]
-        return (
-            math.fsum(t.volume_usd for t in trades if t.is_buy) if buys else 0.0,
-            math.fsum(t.volume_usd for t in trades if not t.is_buy) if sells else 0.0,
-            math.fsum(t.native_amount for t in trades),
-            math.fsum(t.token_amount for t in trades),
-        )
 
     # ------------------------------------------------------------------ snapshot
 
