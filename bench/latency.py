@@ -10,10 +10,13 @@ Latency = that poll's time − the probe's produce time. The probes travel with 
 (same topic, partitions, batches), so they sample the latency of every trade; the poll
 interval and the millisecond timestamps bound the resolution (about 1.5 ms, reported).
 
-The broker's own share is measured in the same run: a bare consumer in another process
+The broker's own share is measured in a phase of its own just before (``measure_floor``):
+the same load to another topic, no worker, and a bare consumer in another process
 (confluent-kafka, every partition assigned, the worker's fetch settings, nothing done with
 the messages) records when each probe reaches it. Its percentiles are the floor under the
-worker's: what producing, the broker and fetching take before the worker sees a trade.
+worker's: what producing, the broker and fetching take before the worker sees a trade. (A
+second consumer during the worker's phase was tried: the broker then fell seconds behind
+both of them, so the two are measured apart.)
 """
 
 from __future__ import annotations
@@ -88,21 +91,11 @@ def _bare_consumer(bootstrap: str, topic: str, partitions: int, ready: Any, done
     out.put(latencies)
 
 
-def measure(
-    bootstrap: str, topic: str, client: redis.Redis, active_key: str,
-    rate: int, seconds: float, tokens: int = 2_000, partitions: int = 4,
-) -> dict[str, float | int]:  # fmt: skip
-    """Run the steady phase and return the probes' latency percentiles in milliseconds,
-    the worker's and the bare consumer's (the broker floor)."""
+def _produce_steady(
+    bootstrap: str, topic: str, rate: int, seconds: float, tokens: int
+) -> tuple[list[tuple[str, int]], int, float]:
+    """Send ``rate`` trades per second for ``seconds``: ``(probes sent, total, seconds)``."""
     names = [f"LOAD{i:05d}" for i in range(tokens)]
-    ctx = mp.get_context("spawn")
-    floor_ready, floor_done, floor_out = ctx.Event(), ctx.Event(), ctx.Queue()
-    args = (bootstrap, topic, partitions, floor_ready, floor_done, floor_out)
-    floor = ctx.Process(target=_bare_consumer, args=args, daemon=True)
-    floor.start()
-    floor_ready.wait(60)
-    poller = _Poller(client, active_key)
-    poller.start()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})  # the default
     rnd = random.Random(7)
     sent: list[tuple[str, int]] = []
@@ -122,32 +115,61 @@ def measure(
         producer.poll(0)
     send_s = time.perf_counter() - started
     producer.flush(30)
+    return sent, total, send_s
+
+
+def _percentiles(prefix: str, values: list[float]) -> dict[str, float]:
+    arr = np.array(values)
+    return {f"{prefix}_p50": float(np.percentile(arr, 50)),
+            f"{prefix}_p90": float(np.percentile(arr, 90)),
+            f"{prefix}_p99": float(np.percentile(arr, 99)),
+            f"{prefix}_max": float(arr.max())}  # fmt: skip
+
+
+def measure(
+    bootstrap: str, topic: str, client: redis.Redis, active_key: str,
+    rate: int, seconds: float, tokens: int = 2_000,
+) -> dict[str, float | int]:  # fmt: skip
+    """Run the steady phase against a worker and return the probes' produce-to-visible
+    latency percentiles in milliseconds."""
+    poller = _Poller(client, active_key)
+    poller.start()
+    sent, total, send_s = _produce_steady(bootstrap, topic, rate, seconds, tokens)
     time.sleep(2.0)
     poller.done.set()
     poller.join(5)
-    floor_done.set()
-    floor_ms = np.array(floor_out.get(timeout=30))
-    floor.join(10)
     latencies = []
     for token, ts in sent:
         visible = next((at for score, at in poller.seen[token] if score >= ts), None)
         if visible is not None:
             latencies.append(visible - ts)
-    lat = np.array(latencies)
     return {
         "rate_per_s": rate,
         "trades_sent": total,
         "send_seconds": send_s,
         "probes_sent": len(sent),
         "probes_visible": len(latencies),
-        "latency_ms_p50": float(np.percentile(lat, 50)),
-        "latency_ms_p90": float(np.percentile(lat, 90)),
-        "latency_ms_p99": float(np.percentile(lat, 99)),
-        "latency_ms_max": float(lat.max()),
+        **_percentiles("latency_ms", latencies),
         "polls_per_s": poller.polls / (send_s + 2.0),
-        "broker_floor_probes": len(floor_ms),
-        "broker_floor_ms_p50": float(np.percentile(floor_ms, 50)),
-        "broker_floor_ms_p90": float(np.percentile(floor_ms, 90)),
-        "broker_floor_ms_p99": float(np.percentile(floor_ms, 99)),
-        "broker_floor_ms_max": float(floor_ms.max()),
     }
+
+
+def measure_floor(
+    bootstrap: str, topic: str, rate: int, seconds: float, tokens: int = 2_000,
+    partitions: int = 4,
+) -> dict[str, float | int]:  # fmt: skip
+    """The same steady phase with no worker: produce-to-received percentiles of the probes
+    at a bare consumer in another process (the broker floor)."""
+    ctx = mp.get_context("spawn")
+    ready, done, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    floor = ctx.Process(target=_bare_consumer, daemon=True,
+                        args=(bootstrap, topic, partitions, ready, done, out))  # fmt: skip
+    floor.start()
+    ready.wait(60)
+    sent, _, _ = _produce_steady(bootstrap, topic, rate, seconds, tokens)
+    time.sleep(2.0)
+    done.set()
+    received: list[float] = out.get(timeout=30)
+    floor.join(10)
+    return {"broker_floor_probes_sent": len(sent), "broker_floor_probes": len(received),
+            **_percentiles("broker_floor_ms", received)}  # fmt: skip

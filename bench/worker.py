@@ -38,7 +38,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.latency import measure  # noqa: E402
+from bench.latency import measure, measure_floor  # noqa: E402
 from tests.support.broker import free_port, start_tansu, stop  # noqa: E402
 from tests.support.workers import (  # noqa: E402
     committed_total,
@@ -135,6 +135,9 @@ def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis
 
 
 def latency(bootstrap: str, client: redis.Redis, rate: int, seconds: float) -> dict[str, object]:
+    floor_topic = f"floor-{uuid.uuid4().hex[:8]}"
+    ensure_topic(bootstrap, floor_topic, PARTITIONS)
+    floor = measure_floor(bootstrap, floor_topic, rate, seconds, partitions=PARTITIONS)
     topic, group = f"lat-{uuid.uuid4().hex[:8]}", f"lat-{uuid.uuid4().hex[:8]}"
     prefix = f"tradepulse-bench-{uuid.uuid4().hex[:8]}:"
     ensure_topic(bootstrap, topic, PARTITIONS)
@@ -160,7 +163,7 @@ def latency(bootstrap: str, client: redis.Redis, rate: int, seconds: float) -> d
         stop_worker(worker)
         for key in client.scan_iter(match=prefix + "*", count=1000):
             client.delete(key)
-    return {"worker": "wall clock, batch <= 1000, wait 5 ms", **result}
+    return {"worker": "wall clock, batch <= 1000, wait 5 ms", **result, **floor}
 
 
 def main() -> None:
