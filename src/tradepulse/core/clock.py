@@ -88,13 +88,11 @@ class EventClock:
         for partition, ts_ms in zip(partitions, times_ms, strict=True):
             old = newest.get(partition)
             if old is None or ts_ms > old:
-                newest[partition] = ts_ms
-                if old is None or old <= watermark:  # the watermark may move: as ``observe``
-                    if old is None:
-                        self._others.pop(partition, None)
-                        self._known_changed()
-                    self._recompute()
+                if old is None or old <= watermark:  # the watermark may move
+                    self.observe(partition, ts_ms)
                     watermark = self._watermark
+                else:  # the partition was ahead of the watermark: only its time moves
+                    newest[partition] = ts_ms
             append(watermark)
         return out
 

@@ -200,7 +200,7 @@ class Pipeline:
             if span.is_recording():
                 span.set_attribute("tradepulse.rejected", len(rejected))
         with tracing.span("batch.apply"):
-            self._restore_new(list(zip(partitions, trades, strict=True)))
+            self._restore_new(partitions, trades)
             floors = self.clock.observe_all(partitions, [t.ts_ms for t in trades])
             applied = self.market.add_all(trades, floors)
             if self.bars_enabled:
@@ -344,12 +344,14 @@ class Pipeline:
                 for trade in trades:
                     tb.add(trade)
 
-    def _restore_new(self, trades: list[tuple[int, Trade]]) -> None:
+    def _restore_new(self, partitions: Sequence[int], trades: Sequence[Trade]) -> None:
         """Tokens seen for the first time since start or assignment continue from their
         Redis mirrors (the state another process, or this one before a restart, left),
-        all read in one go before the batch is applied."""
+        all read in one go before the batch is applied (``partitions[i]``: where
+        ``trades[i]`` was read)."""
         known = self.market.tokens
-        new = {t.token: p for p, t in trades if t.token not in known}
+        new = {t.token: p for p, t in zip(partitions, trades, strict=True)
+               if t.token not in known}  # fmt: skip
         if not new:
             return
         self._adopt(self.store.load_many(list(new), self.market.specs))
