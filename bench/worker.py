@@ -1,11 +1,13 @@
 """Worker throughput and latency through a real broker and Redis.
 
 Throughput: N synthetic trades (2,000 tokens, Zipf) produced beforehand to a 4-partition
-topic, one ``tradepulse worker`` (event clock) from start until the group has committed
-them all; CPU seconds per trade of the worker, the broker and Redis over that phase; and a
-check of the result (every trade applied, every token in the index). Run once per batch
-size of ``--batch-sizes`` (default: the worker's default, 10,000, and the throughput
-preset's, 50,000), each a new consumer group reading the same topic from the start.
+topic; first the broker's ceiling (a consumer with the worker's fetch settings that only takes
+the values: what no worker can exceed on this broker and machine), then one ``tradepulse
+worker`` (event clock) from start until the group has committed them all; CPU seconds per
+trade of the worker, the broker and Redis over that phase; and a check of the result (every
+trade applied, every token in the index). Run once per batch size of ``--batch-sizes``
+(default: the worker's default, 10,000, and the throughput preset's, 50,000), each a new
+consumer group reading the same topic from the start.
 Latency: a second worker (wall clock, latency tuning: batches of up to 1,000, 5 ms wait)
 fed at a steady rate; produce-to-Redis-visible percentiles (see bench/latency.py).
 
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import psutil
 import redis
+from confluent_kafka import Consumer, Message, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -51,7 +54,7 @@ from tests.support.workers import (  # noqa: E402
     worker_env,
 )
 
-from tradepulse.adapters.kafka import ensure_topic  # noqa: E402
+from tradepulse.adapters.kafka import CONSUMER_FETCH, ensure_topic  # noqa: E402
 
 PARTITIONS = 4
 
@@ -73,6 +76,37 @@ def cpu_s(proc: psutil.Process | None) -> float:
 def redis_cpu_s(client: redis.Redis) -> float:
     info = client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def ceiling(bootstrap: str, broker_proc: psutil.Process | None, topic: str,
+            trades: int) -> dict[str, object]:  # fmt: skip
+    """The broker's ceiling: a consumer with the worker's fetch settings, every partition
+    assigned from offset 0, doing nothing but take each message's value, timed from its
+    first message until it has all ``trades`` (counted, not from watermarks)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ceiling-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, **CONSUMER_FETCH})  # fmt: skip
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    got, started, broker0, cpu0 = 0, 0.0, 0.0, 0.0
+    deadline = time.monotonic() + 300
+    try:
+        while got < trades:
+            assert time.monotonic() < deadline, f"the ceiling consumer got {got} of {trades}"
+            batch = consumer.consume(num_messages=50_000, timeout=1.0)
+            if batch and not got:
+                started, cpu0 = time.perf_counter(), time.process_time()
+                broker0 = cpu_s(broker_proc)
+            got += sum(1 for value in map(Message.value, batch) if value is not None)
+        seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu0
+    finally:
+        consumer.close()
+    return {
+        "messages": got,
+        "seconds_from_first_message": seconds,
+        "messages_per_s": got / seconds,
+        "cpu_us_per_message_consumer": cpu / got * 1e6,
+        "cpu_us_per_message_broker": (cpu_s(broker_proc) - broker0) / got * 1e6,
+    }
 
 
 def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis.Redis,
@@ -185,6 +219,7 @@ def main() -> None:
             started = time.perf_counter()
             produce_synthetic(bootstrap, topic, args.trades, PARTITIONS)
             result["produce_seconds"] = time.perf_counter() - started
+            result["broker_ceiling"] = ceiling(bootstrap, broker_proc, topic, args.trades)
             result["throughput"] = [
                 throughput(bootstrap, broker_proc, client, topic, args.trades, int(size))
                 for size in args.batch_sizes.split(",")

@@ -193,8 +193,13 @@ class MessageBatch(Sequence[ConsumedMessage]):
 # Short session and heartbeat: a member that dies is noticed in seconds, and joining a new
 # group is quick (measured with the Tansu broker: first message after 3 s instead of 23 s).
 #: How the trade consumer fetches: a broker holding no new message answers within 5 ms, so a
-#: trade produced to an idle partition waits at most that long in the broker.
-CONSUMER_FETCH: dict[str, object] = {"fetch.wait.max.ms": 5}
+#: trade produced to an idle partition waits at most that long in the broker. When a
+#: partition's local queue is full (librdkafka's ``queued.min.messages``, 100,000), its next
+#: fetch is tried again after 10 ms instead of librdkafka's default 1 s: with the default a
+#: consumer reading a backlog drains its queue, then idles for most of that second (measured
+#: with a consumer doing nothing but take the values: ~200,000 messages/s with the default,
+#: 480,000-750,000 with 10-50 ms; see docs/benchmarks.md, "the broker's ceiling").
+CONSUMER_FETCH: dict[str, object] = {"fetch.wait.max.ms": 5, "fetch.queue.backoff.ms": 10}
 _GROUP_DEFAULTS: dict[str, object] = {
     "session.timeout.ms": 6_000,
     "heartbeat.interval.ms": 300,
