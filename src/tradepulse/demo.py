@@ -22,7 +22,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -230,8 +230,9 @@ class TeeStore:
         return self._primary.group_watermarks
 
     def write(
-        self, updates: Sequence[TokenUpdate], watermarks: dict[int, TsMs] | None = None
+        self, updates: Iterable[TokenUpdate], watermarks: dict[int, TsMs] | None = None
     ) -> list[TokenId]:
+        updates = list(updates)
         gaps = self._primary.write(updates, watermarks)
         accepted = [u for u in updates if u.token not in set(gaps)]
         for copy in self._copies:

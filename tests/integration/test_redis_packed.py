@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+
 import pytest
 import redis
 from redis.exceptions import ResponseError
 
-from tradepulse.adapters.redis_packed import as_dict, execute_packed
+from tradepulse.adapters.redis_packed import SEND_BYTES, as_dict, execute_packed
 
 
 def test_execute_packed_replies_in_order_with_errors_as_values(
@@ -38,3 +41,32 @@ def test_execute_packed_unreachable_redis_raises_connection_error() -> None:
     client = redis.Redis(port=1, socket_connect_timeout=1)  # nothing listens on port 1
     with pytest.raises(redis.ConnectionError):
         execute_packed(client, [("PING",)])
+
+
+def test_execute_packed_of_a_generator_sends_the_first_commands_while_building_the_rest(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """Redis has run the first commands before the generator yields its last: seen from
+    another connection while the generator is still being read."""
+    first, counter = f"{redis_prefix}first", f"{redis_prefix}counter"
+    filler = b"x" * 1000
+    seen_early: list[bytes | None] = []
+    watcher = redis.Redis(connection_pool=redis.ConnectionPool(
+        **redis_client.connection_pool.connection_kwargs))  # fmt: skip
+
+    def commands() -> Iterator[tuple[object, ...]]:
+        yield ("SET", first, "early")
+        for i in range(2 * SEND_BYTES // len(filler) + 2):  # more than two sends' worth
+            yield ("SET", f"{redis_prefix}fill{i}", filler)
+        deadline = time.monotonic() + 5
+        while (value := watcher.get(first)) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_early.append(value)
+        yield ("INCR", counter)
+
+    sent: list[tuple[object, ...]] = []
+    replies = execute_packed(redis_client, commands(), sent)
+    watcher.close()
+    assert seen_early == [b"early"]
+    assert len(sent) == len(replies) and sent[0] == ("SET", first, "early")
+    assert replies[0] == b"OK" and replies[-1] == 1 and set(replies[1:-1]) == {b"OK"}

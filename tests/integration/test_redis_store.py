@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Iterator
 
 import redis
 
@@ -207,3 +208,40 @@ def test_write_publishes_the_batch_tokens_once_on_stats_updated(
             messages.append(message["data"])
     pubsub.close()
     assert messages == [b"AAA\nBBB\nCCC"]
+
+
+def test_a_connection_lost_while_the_batch_is_being_sent_sends_all_of_it_again(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """The updates come from a generator and the first ones are already sent when the
+    connection is killed: the store builds the rest, sends the whole batch on a new
+    connection, and every token is mirrored exactly."""
+    name = f"tp-test-{redis_prefix[-13:-1]}"
+    kwargs = {**redis_client.connection_pool.connection_kwargs, "client_name": name}
+    client = redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
+    store = RedisStore(client, prefix=redis_prefix)
+    tws = {}
+    for i in range(60):
+        tw = tws[f"T{i:02d}"] = TokenWindows(SPECS)
+        for trade in trades(40, seed=i, token=f"T{i:02d}"):
+            tw.add(trade, trade.ts_ms)
+    stats = {n: tw.stats(tw.newest_ms) for n, tw in tws.items()}  # evaluate, then view
+    updates = [TokenUpdate(n, tw.sync_view(), stats[n], tw.newest_ms, tw.t_ms)
+               for n, tw in tws.items()]  # fmt: skip
+    kills = []
+
+    def built() -> Iterator[TokenUpdate]:
+        for i, update in enumerate(updates):
+            if i == 40 and not kills:  # well past the first send (SEND_BYTES)
+                ids = [c["id"] for c in redis_client.client_list() if c.get("name") == name]
+                kills.extend(redis_client.execute_command("CLIENT", "KILL", "ID", id_)
+                             for id_ in ids)  # fmt: skip
+            yield update
+
+    assert store.write(built()) == []
+    client.close()
+    assert kills and all(kills)
+    for token, tw in tws.items():
+        tw.mark_synced()
+        assert_mirrors(store, tw, token)
+        assert redis_client.zscore(store.active_key, token) == tw.newest_ms

@@ -16,7 +16,7 @@ import os
 import random
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import msgspec
 import pytest
@@ -68,11 +68,11 @@ class DyingStore(RedisStore):
     die_after: int | None = None
 
     def write(
-        self, updates: Sequence[TokenUpdate], watermarks: dict[int, TsMs] | None = None
+        self, updates: Iterable[TokenUpdate], watermarks: dict[int, TsMs] | None = None
     ) -> list[TokenId]:
         if self.die_after is None:
             return super().write(updates, watermarks)
-        super().write(updates[: self.die_after])
+        super().write(list(updates)[: self.die_after])
         raise KilledError
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -145,7 +145,7 @@ class MemoryStore:
     # --- the worker's side (RedisStore's methods used by Pipeline) ---------------------
 
     def write(
-        self, updates: Sequence[TokenUpdate], watermarks: dict[int, TsMs] | None = None
+        self, updates: Iterable[TokenUpdate], watermarks: dict[int, TsMs] | None = None
     ) -> list[TokenId]:
         """Apply every update (never a gap: the memory holds every trade list it was
         given, so the returned list of tokens to rewrite in full is always empty)."""

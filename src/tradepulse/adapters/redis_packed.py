@@ -6,30 +6,57 @@ pipeline checks and converts every argument in Python before handing each comman
 plain tuples of ``str``, ``bytes`` and ``int``, so they go to hiredis as they are; the replies
 are read on the same connection, every one of them, so the connection never holds a reply of
 another batch.
+
+The commands may come from an iterator that builds them (``execute_packed`` of a generator):
+they are then sent as they come, about every ``SEND_BYTES`` of packed commands, so Redis runs
+the first ones while the later ones are still being built, and only the last part of the
+batch is waited for. Every command is read before any reply: a reply waits in Redis's output
+buffer and the socket (a few bytes per script call) until the batch has been sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import hiredis
 import redis
 from redis.exceptions import ResponseError
 
+#: Packed bytes gathered before each send while the commands are being built.
+SEND_BYTES = 32 * 1024
 
-def execute_packed(client: redis.Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """Send ``commands`` in one write and read their replies in order. An error reply is
-    returned as its ``ResponseError`` (as a pipeline that does not raise); a transport
-    failure raises ``redis.ConnectionError`` or ``redis.TimeoutError`` (the connection is
-    then dropped, the next call opens another)."""
+
+def execute_packed(
+    client: redis.Redis,
+    commands: Iterable[tuple[Any, ...]],
+    sent: list[tuple[Any, ...]] | None = None,
+) -> list[Any]:
+    """Send ``commands`` (in writes of about ``SEND_BYTES``, each as soon as it is packed)
+    and read their replies in order. ``sent``, when given, receives every command taken from
+    ``commands``, so that a caller handing a generator can send the same batch again. An
+    error reply is returned as its ``ResponseError`` (as a pipeline that does not raise); a
+    transport failure raises ``redis.ConnectionError`` or ``redis.TimeoutError`` (the
+    connection is then dropped, the next call opens another)."""
+    taken: list[tuple[Any, ...]] = [] if sent is None else sent
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
-        packed = b"".join(map(hiredis.pack_command, commands))
-        connection.send_packed_command([packed])  # type: ignore[no-untyped-call]
+        pack = hiredis.pack_command
+        parts: list[bytes] = []
+        size = 0
+        for command in commands:
+            taken.append(command)
+            packed = pack(command)
+            parts.append(packed)
+            size += len(packed)
+            if size >= SEND_BYTES:
+                connection.send_packed_command([b"".join(parts)])  # type: ignore[no-untyped-call]
+                parts, size = [], 0
+        if parts:
+            connection.send_packed_command([b"".join(parts)])  # type: ignore[no-untyped-call]
         replies: list[Any] = []
-        for _ in commands:
+        for _ in taken:
             try:
                 replies.append(connection.read_response())
             except ResponseError as exc:  # the reply was read: the connection is in step

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -275,30 +275,15 @@ class RedisStore:
                 for t in members}  # fmt: skip
 
     def write(
-        self, updates: Sequence[TokenUpdate], watermarks: dict[int, TsMs] | None = None
+        self, updates: Iterable[TokenUpdate], watermarks: dict[int, TsMs] | None = None
     ) -> list[TokenId]:
         """Write every update in one pipeline, then (last, so that they are stored only
         when every token before them is) the newest trade time per partition. Returns the
         tokens whose list had a gap (nothing of theirs was written: send them again with a
         full view). The batch's tokens are published on ``{prefix}stats.updated`` (one
         message, addresses joined by newlines) after their scripts."""
-        commands = []
-        written: dict[TsMs, str] = {}
-        for update in updates:
-            if update.written_ms not in written:
-                written[update.written_ms] = _rfc3339(update.written_ms)
-            keys = (*self.keys(update.token), *self.bar_keys(update.token), self.bars_stream_key,
-                    self.scan_key(update.token), self.alerts_key)  # fmt: skip
-            args = self._args(update, written[update.written_ms])
-            commands.append(("EVALSHA", self._sha, len(keys), *keys, *args))
-        commands += self._index_commands(updates)
-        if updates:
-            names = "\n".join(dict.fromkeys(u.token for u in updates))
-            commands.append(("PUBLISH", f"{self._prefix}{STATS_CHANNEL}", names))
-        if watermarks:
-            flat = [x for p, t in watermarks.items() for x in (str(p), t)]
-            commands.append(("HSET", self.watermarks_key, *flat))
-            commands.append(("HGETALL", self.watermarks_key))
+        taken: list[TokenUpdate] = []
+        commands = self._commands(updates, watermarks, taken)
         started = time.perf_counter()
         try:
             results = self._execute_scripts(commands)
@@ -308,8 +293,37 @@ class RedisStore:
             metrics.REDIS_SECONDS.labels("write").observe(time.perf_counter() - started)
         if watermarks:
             self.group_watermarks = {int(p): int(t) for p, t in as_dict(results[-1]).items()}
-        oks = results[: len(updates)]  # the scripts' replies come first
-        return [u.token for u, ok in zip(updates, oks, strict=True) if not ok]
+        oks = results[: len(taken)]  # the scripts' replies come first
+        return [u.token for u, ok in zip(taken, oks, strict=True) if not ok]
+
+    def _commands(
+        self,
+        updates: Iterable[TokenUpdate],
+        watermarks: dict[int, TsMs] | None,
+        taken: list[TokenUpdate],
+    ) -> Iterator[tuple[Any, ...]]:
+        """The commands of ``write``, built one at a time (so that the first ones are sent
+        while the rest are built): a script call per update (each update appended to
+        ``taken``), then the index, the notification and the watermarks."""
+        written: dict[TsMs, str] = {}
+        stream_key, alerts_key = self.bars_stream_key, self.alerts_key
+        for update in updates:
+            taken.append(update)
+            if update.written_ms not in written:
+                written[update.written_ms] = _rfc3339(update.written_ms)
+            token = update.token
+            keys = (*self.keys(token), *self.bar_keys(token), stream_key, self.scan_key(token),
+                    alerts_key)  # fmt: skip
+            args = self._args(update, written[update.written_ms])
+            yield ("EVALSHA", self._sha, len(keys), *keys, *args)
+        yield from self._index_commands(taken)
+        if taken:
+            names = "\n".join(dict.fromkeys(u.token for u in taken))
+            yield ("PUBLISH", f"{self._prefix}{STATS_CHANNEL}", names)
+        if watermarks:
+            flat = [x for p, t in watermarks.items() for x in (str(p), t)]
+            yield ("HSET", self.watermarks_key, *flat)
+            yield ("HGETALL", self.watermarks_key)
 
     def _index_commands(self, updates: Sequence[TokenUpdate]) -> list[tuple[Any, ...]]:
         """After the scripts: every token's newest trade time in ``tokens:active`` in one
@@ -327,18 +341,23 @@ class RedisStore:
         commands += [("SADD", self.partition_key(p), *tokens) for p, tokens in by_partition.items()]
         return commands
 
-    def _execute_scripts(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Run ``commands`` in one round trip (``execute_packed``); the write script is
-        called by its hash (EVALSHA: no script text and no SCRIPT EXISTS round trip per
-        batch). When Redis does not know the script (first use, or restarted empty) it is
-        loaded and everything sent again, as after a connection closed while idle: every
-        command is idempotent. The first error reply is raised."""
+    def _execute_scripts(self, commands: Iterator[tuple[Any, ...]]) -> list[Any]:
+        """Run ``commands`` in one round trip (``execute_packed``, sent while they are
+        built); the write script is called by its hash (EVALSHA: no script text and no
+        SCRIPT EXISTS round trip per batch). When Redis does not know the script (first use,
+        or restarted empty) it is loaded and everything sent again, as after a connection
+        closed while idle: every command is idempotent. The first error reply is raised."""
+        sent: list[tuple[Any, ...]] = []
         for attempt in (1, 2, 3):
             try:
-                replies = execute_packed(self._client, commands)
+                if attempt == 1:
+                    replies = execute_packed(self._client, commands, sent)
+                else:
+                    replies = execute_packed(self._client, sent)
             except redis.ConnectionError:
                 if attempt == 3:
                     raise
+                sent.extend(commands)  # what the failed attempt had not built yet
                 continue  # a connection closed while idle: once more on a new one
             first = next((r for r in replies if isinstance(r, ResponseError)), None)
             if first is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 import msgspec
@@ -71,8 +71,12 @@ class LiveStore(Protocol):
     def group_watermarks(self) -> dict[int, TsMs]: ...
 
     def write(
-        self, updates: Sequence[TokenUpdate], watermarks: dict[int, TsMs] | None = None
-    ) -> list[TokenId]: ...
+        self, updates: Iterable[TokenUpdate], watermarks: dict[int, TsMs] | None = None
+    ) -> list[TokenId]:
+        """Store every update (taken from ``updates`` as the store goes: a generator's
+        updates are built while the first ones are sent); the tokens whose trades list had
+        a gap (nothing of theirs was written: send them again in full)."""
+        ...
 
     def read_watermarks(self) -> dict[int, TsMs]: ...
 
@@ -381,11 +385,12 @@ class Pipeline:
         """The write of ``_write``; returns what was written."""
         floor = self.clock.now_ms()
         windows = {t: self.market.tokens[t] for t in tokens if t in self.market.tokens}
-        updates = [self._update(token, tw, floor, now_ms) for token, tw in windows.items()]
-        if decorate is not None:
-            updates = [decorate(u) for u in updates]
+        updates: list[TokenUpdate] = []
         seen = {p: t for p, t in (watermarks or {}).items() if t != NEVER}
-        gaps = set(self.store.write(updates, seen))
+        built = self._updates(windows, floor, now_ms, decorate, updates)
+        gaps = set(self.store.write(built, seen))
+        if len(updates) != len(windows):
+            raise AssertionError("the store did not take every update")
         if gaps:
             log.warning("redis lost trades of %s tokens: writing them in full", len(gaps))
             full = [self._full(u, windows[u.token]) for u in updates if u.token in gaps]
@@ -398,6 +403,24 @@ class Pipeline:
             if tb is not None:
                 tb.confirm()
         return updates
+
+    def _updates(
+        self,
+        windows: dict[TokenId, TokenWindows],
+        floor: TsMs,
+        now_ms: TsMs,
+        decorate: Callable[[TokenUpdate], TokenUpdate] | None,
+        out: list[TokenUpdate],
+    ) -> Iterator[TokenUpdate]:
+        """Each token's update (``_update``, then ``decorate``), built when the store takes
+        it (so the store sends the first ones while the rest are built), also appended to
+        ``out``."""
+        for token, tw in windows.items():
+            update = self._update(token, tw, floor, now_ms)
+            if decorate is not None:
+                update = decorate(update)
+            out.append(update)
+            yield update
 
     def _full(self, update: TokenUpdate, tw: TokenWindows) -> TokenUpdate:
         """``update`` for a token Redis lost (restarted empty): the whole trades list, and
