@@ -109,11 +109,15 @@ def run_and_check(steps: list[Step]) -> int:
     return checks
 
 
-@pytest.fixture(params=["default", "tiny-buffers"])
+@pytest.fixture(params=["default", "tiny-buffers", "python", "python-tiny-buffers"])
 def buffers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Also run with tiny queue / compaction / vector thresholds so that every code path
-    (vectorized append, compaction, rollback across compaction) is exercised."""
-    if request.param == "tiny-buffers":
+    (vectorized append, compaction, rollback across compaction) is exercised, and with the
+    compiled append kernel switched off ("python": the engine's own loop and NumPy path,
+    which run where the kernel is not built)."""
+    if request.param.startswith("python"):
+        monkeypatch.setattr(windows_mod, "_append_rows", None)
+    if request.param.endswith("tiny-buffers"):
         monkeypatch.setattr(windows_mod, "_PENDING_LIMIT", 3)
         monkeypatch.setattr(windows_mod, "_COMPACT_MIN", 2)
         monkeypatch.setattr(windows_mod, "_VECTOR_MIN", 4)

@@ -50,6 +50,7 @@ import math
 import re
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from enum import IntEnum
 from operator import attrgetter
 
@@ -76,6 +77,21 @@ _COMPACT_MIN = 2048
 _VECTOR_MIN = 48  # batches at least this long are appended with NumPy
 _CHUNK = 4096  # trades appended at a time
 _by_time = attrgetter("ts_ms")
+
+
+def _compiled_append() -> Callable[[TokenWindows, list[Trade], list[_Key]], None] | None:
+    """``_kernels.append_rows`` when the compiled kernel was built, else None."""
+    try:
+        from tradepulse.core._kernels import append_rows
+    except ImportError:  # installed without a C compiler: the Python code runs
+        return None
+    return append_rows
+
+
+#: ``TokenWindows._append`` in C (``_kernels.pyx``), or None: the Python code below.
+_append_rows = _compiled_append()
+#: Which append runs: "compiled" or "python" (reported by the worker's ``/performance``).
+APPEND_KERNEL = "compiled" if _append_rows is not None else "python"
 
 _UNITS = {
     "ms": 1,
@@ -547,7 +563,12 @@ class TokenWindows:
         self._pending_sorted = True
 
     def _append(self, trades: list[Trade], ts: list[int], keys: list[_Key]) -> None:
-        if len(trades) >= _VECTOR_MIN:
+        """Append trades in time order (none older than the newest stored one): the
+        compiled kernel when built, else a loop or, for long runs, NumPy (all three give
+        the same bits)."""
+        if _append_rows is not None:
+            _append_rows(self, trades, keys)
+        elif len(trades) >= _VECTOR_MIN:
             self._append_vector(trades, ts, keys)
         else:
             self._append_loop(trades, keys)

@@ -1,0 +1,135 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Compiled kernels of the window engine (``tradepulse.core.windows``).
+
+``append_rows`` is ``TokenWindows._append_loop`` in C: the same steps in the same order on
+the same columns, so every column ends bit for bit as the Python code leaves it (the
+double-double sums are additions of doubles, compiled without contraction or
+reassociation). Where this module is not built, the engine runs its Python code; the
+property tests run both and compare them column by column.
+"""
+from cpython cimport array
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.object cimport PyObject
+from cpython.list cimport PyList_GET_SIZE
+
+cdef long long SELL_UNIT = 1LL << 32
+cdef long long NO_PREV_SIDE = 1LL << 62
+
+
+def append_rows(tw, list trades, list keys):
+    """Append ``trades`` (in time order, none older than the newest stored one) and their
+    dedup ``keys`` to the columns of ``tw`` (a ``TokenWindows``): times, prices, the
+    double-double prefix sums, the buy-count prefix, the last-occurrence marks of wallets,
+    buyers and sellers, and the monotonic stacks of highs and lows."""
+    cdef Py_ssize_t n = len(trades)
+    if n == 0:
+        return
+    cdef array.array ts = tw._ts, px = tw._px
+    cdef array.array bvh = tw._bvh, bvl = tw._bvl, svh = tw._svh, svl = tw._svl
+    cdef array.array nvh = tw._nvh, nvl = tw._nvl, amh = tw._amh, aml = tw._aml
+    cdef array.array nbuy = tw._nbuy
+    cdef array.array wprev = tw._wprev, wmark = tw._wmark, bprev = tw._bprev
+    cdef array.array sprev = tw._sprev, smark = tw._smark
+    cdef dict wlast = tw._wlast, blast = tw._blast, slast = tw._slast
+    cdef list hstk = tw._hstk, lstk = tw._lstk
+    cdef Py_ssize_t i0 = len(ts)
+    tw._trades.extend(trades)
+    tw._keys.extend(keys)
+    for a in (ts, px, wprev, wmark, bprev, sprev, smark):
+        array.resize_smart(<array.array>a, i0 + n)
+    for a in (bvh, bvl, svh, svl, nvh, nvl, amh, aml, nbuy):
+        array.resize_smart(<array.array>a, i0 + 1 + n)
+    cdef long long* tsd = ts.data.as_longlongs
+    cdef double* pxd = px.data.as_doubles
+    cdef double* bvhd = bvh.data.as_doubles
+    cdef double* bvld = bvl.data.as_doubles
+    cdef double* svhd = svh.data.as_doubles
+    cdef double* svld = svl.data.as_doubles
+    cdef double* nvhd = nvh.data.as_doubles
+    cdef double* nvld = nvl.data.as_doubles
+    cdef double* amhd = amh.data.as_doubles
+    cdef double* amld = aml.data.as_doubles
+    cdef long long* nbd = nbuy.data.as_longlongs
+    cdef long long* wprevd = wprev.data.as_longlongs
+    cdef long long* wmarkd = wmark.data.as_longlongs
+    cdef long long* bprevd = bprev.data.as_longlongs
+    cdef long long* sprevd = sprev.data.as_longlongs
+    cdef long long* smarkd = smark.data.as_longlongs
+    cdef double bh = bvhd[i0], bl = bvld[i0], sh = svhd[i0], sl = svld[i0]
+    cdef double nh = nvhd[i0], nl = nvld[i0], ah = amhd[i0], al = amld[i0]
+    cdef long long nb = nbd[i0]
+    cdef double p, x, s, bb
+    cdef long long q
+    cdef Py_ssize_t i, k, top
+    cdef PyObject* found
+    cdef object tr, w, pos
+    for k in range(n):
+        tr = trades[k]
+        i = i0 + k
+        p = tr.price_usd
+        w = tr.wallet
+        tsd[i] = tr.ts_ms
+        pxd[i] = p
+        x = tr.volume_usd
+        pos = i
+        if tr.is_buy:
+            s = bh + x
+            bb = s - bh
+            bl += (bh - (s - bb)) + (x - bb)
+            bh = s
+            nb += 1
+            found = PyDict_GetItem(blast, w)
+            q = -1 if found == NULL else <long long><object>found
+            PyDict_SetItem(blast, w, pos)
+            bprevd[i] = q
+            sprevd[i] = NO_PREV_SIDE
+            smarkd[i] = 1
+        else:
+            s = sh + x
+            bb = s - sh
+            sl += (sh - (s - bb)) + (x - bb)
+            sh = s
+            found = PyDict_GetItem(slast, w)
+            q = -1 if found == NULL else <long long><object>found
+            PyDict_SetItem(slast, w, pos)
+            sprevd[i] = q
+            bprevd[i] = NO_PREV_SIDE
+            smarkd[i] = SELL_UNIT
+        if q >= 0:
+            smarkd[q] = 0
+        bvhd[i + 1] = bh
+        bvld[i + 1] = bl
+        svhd[i + 1] = sh
+        svld[i + 1] = sl
+        nbd[i + 1] = nb
+        x = tr.native_amount
+        s = nh + x
+        bb = s - nh
+        nl += (nh - (s - bb)) + (x - bb)
+        nh = s
+        nvhd[i + 1] = nh
+        nvld[i + 1] = nl
+        x = tr.token_amount
+        s = ah + x
+        bb = s - ah
+        al += (ah - (s - bb)) + (x - bb)
+        ah = s
+        amhd[i + 1] = ah
+        amld[i + 1] = al
+        found = PyDict_GetItem(wlast, w)
+        q = -1 if found == NULL else <long long><object>found
+        PyDict_SetItem(wlast, w, pos)
+        wprevd[i] = q
+        wmarkd[i] = 1
+        if q >= 0:
+            wmarkd[q] = 0
+        top = PyList_GET_SIZE(hstk)
+        while top and pxd[<Py_ssize_t>hstk[top - 1]] <= p:
+            hstk.pop()
+            top -= 1
+        hstk.append(pos)
+        top = PyList_GET_SIZE(lstk)
+        while top and pxd[<Py_ssize_t>lstk[top - 1]] >= p:
+            lstk.pop()
+            top -= 1
+        lstk.append(pos)
