@@ -1,7 +1,7 @@
-"""The compiled append kernel (``core/_kernels.pyx``) leaves every column of the window
-engine exactly as the engine's Python code does: the same streams (out of order, duplicates,
-late trades, rollbacks, compactions) are run once with each, and the whole state is compared
-after every evaluation, floats bit for bit."""
+"""The compiled kernels (``core/_kernels.pyx``: the append to the columns and the window
+moves) leave every column and count of the window engine exactly as the engine's Python code
+does: the same streams (out of order, duplicates, late trades, rollbacks, compactions) are run
+once with each, and the whole state is compared after every evaluation, floats bit for bit."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tradepulse.core.windows as windows_mod
-from tests.property.test_window_properties import SPECS, Step, step_st
+from tests.property.test_window_properties import SPECS, Step, python_engine, step_st
 from tradepulse.core.trade import Trade
 from tradepulse.core.windows import TokenWindows
 
 pytestmark = pytest.mark.skipif(
-    windows_mod._append_rows is None,
+    windows_mod._KERNELS is None,
     reason="the compiled kernel is not built here (no C compiler at install): "
     "the engine runs its Python code, which the other property tests check",
 )
@@ -77,7 +77,7 @@ def thresholds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 def compare(steps: list[Step], monkeypatch: pytest.MonkeyPatch, vector_min: int) -> None:
     compiled = run(steps)
     with monkeypatch.context() as m:
-        m.setattr(windows_mod, "_append_rows", None)
+        python_engine(m)
         m.setattr(windows_mod, "_VECTOR_MIN", vector_min)
         python = run(steps)
     assert len(compiled) == len(python)

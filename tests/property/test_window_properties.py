@@ -109,6 +109,12 @@ def run_and_check(steps: list[Step]) -> int:
     return checks
 
 
+def python_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switch the compiled kernels off: the engine runs its own Python code."""
+    monkeypatch.setattr(windows_mod, "_append_rows", None)
+    monkeypatch.setattr(windows_mod, "_move_windows", None)
+
+
 @pytest.fixture(params=["default", "tiny-buffers", "python", "python-tiny-buffers"])
 def buffers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Also run with tiny queue / compaction / vector thresholds so that every code path
@@ -116,7 +122,7 @@ def buffers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     compiled append kernel switched off ("python": the engine's own loop and NumPy path,
     which run where the kernel is not built)."""
     if request.param.startswith("python"):
-        monkeypatch.setattr(windows_mod, "_append_rows", None)
+        python_engine(monkeypatch)
     if request.param.endswith("tiny-buffers"):
         monkeypatch.setattr(windows_mod, "_PENDING_LIMIT", 3)
         monkeypatch.setattr(windows_mod, "_COMPACT_MIN", 2)

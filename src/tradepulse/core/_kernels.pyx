@@ -133,3 +133,63 @@ def append_rows(tw, list trades, list keys):
             lstk.pop()
             top -= 1
         lstk.append(pos)
+
+
+cdef inline long long _count_below(const long long* prev, Py_ssize_t lo, Py_ssize_t hi,
+                                   long long bound) noexcept:
+    cdef long long n = 0
+    cdef Py_ssize_t i
+    for i in range(lo, hi):
+        n += prev[i] < bound
+    return n
+
+
+cdef inline long long _sum(const long long* column, Py_ssize_t lo, Py_ssize_t hi) noexcept:
+    cdef long long total = 0
+    cdef Py_ssize_t i
+    for i in range(lo, hi):
+        total += column[i]
+    return total
+
+
+def move_windows(tw, long long t_eval, Py_ssize_t e0):
+    """The window moves of ``TokenWindows.advance`` once the trades from position ``e0``
+    on were appended: every window's start goes to the first trade after
+    ``t_eval - duration``, and its distinct wallet / buyer / seller counts take in the
+    entering trades (those whose previous trade of the same wallet, or wallet and side, is
+    before the window's old start) and drop the marks its start passes."""
+    cdef array.array ts = tw._ts
+    cdef array.array wprev = tw._wprev, bprev = tw._bprev, sprev = tw._sprev
+    cdef array.array wmark = tw._wmark, smark = tw._smark
+    cdef const long long* tsd = ts.data.as_longlongs
+    cdef const long long* wp = wprev.data.as_longlongs
+    cdef const long long* bp = bprev.data.as_longlongs
+    cdef const long long* sp = sprev.data.as_longlongs
+    cdef const long long* wm = wmark.data.as_longlongs
+    cdef const long long* sm = smark.data.as_longlongs
+    cdef Py_ssize_t end = len(ts)
+    cdef Py_ssize_t s_old, s_new, lo, hi, mid
+    cdef long long cut, wallets, sides
+    for win in tw.windows:
+        s_old = win.start
+        cut = t_eval - <long long>win.duration_ms
+        lo, hi = s_old, end  # bisect_right(ts, cut, s_old)
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if cut < tsd[mid]:
+                hi = mid
+            else:
+                lo = mid + 1
+        s_new = lo
+        wallets = win.wallets
+        sides = win.sides
+        if e0 < end:
+            wallets += _count_below(wp, e0, end, s_old)
+            sides += _count_below(bp, e0, end, s_old)
+            sides += _count_below(sp, e0, end, s_old) * SELL_UNIT
+        if s_new > s_old:
+            wallets -= _sum(wm, s_old, s_new)
+            sides -= _sum(sm, s_old, s_new)
+        win.start = s_new
+        win.wallets = wallets
+        win.sides = sides

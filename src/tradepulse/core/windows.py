@@ -79,19 +79,26 @@ _CHUNK = 4096  # trades appended at a time
 _by_time = attrgetter("ts_ms")
 
 
-def _compiled_append() -> Callable[[TokenWindows, list[Trade], list[_Key]], None] | None:
-    """``_kernels.append_rows`` when the compiled kernel was built, else None."""
+_AppendRows = Callable[["TokenWindows", list[Trade], list["_Key"]], None]
+_MoveWindows = Callable[["TokenWindows", int, int], None]
+
+
+def _compiled() -> tuple[_AppendRows, _MoveWindows] | None:
+    """The compiled kernels (``_kernels.pyx``) when they were built, else None."""
     try:
-        from tradepulse.core._kernels import append_rows
+        from tradepulse.core._kernels import append_rows, move_windows
     except ImportError:  # installed without a C compiler: the Python code runs
         return None
-    return append_rows
+    return append_rows, move_windows
 
 
-#: ``TokenWindows._append`` in C (``_kernels.pyx``), or None: the Python code below.
-_append_rows = _compiled_append()
-#: Which append runs: "compiled" or "python" (reported by the worker's ``/performance``).
-APPEND_KERNEL = "compiled" if _append_rows is not None else "python"
+_KERNELS = _compiled()
+#: ``TokenWindows._append`` and the window moves of ``advance`` in C, or None: the Python
+#: code below (which gives the same bits).
+_append_rows = _KERNELS[0] if _KERNELS is not None else None
+_move_windows = _KERNELS[1] if _KERNELS is not None else None
+#: Which engine code runs: "compiled" or "python" (reported by the worker's ``/performance``).
+APPEND_KERNEL = "compiled" if _KERNELS is not None else "python"
 
 _UNITS = {
     "ms": 1,
@@ -403,6 +410,11 @@ class TokenWindows:
         ts = self._ts
         end = len(ts)
         e0 = self._end
+        if _move_windows is not None:
+            _move_windows(self, t_eval, e0)
+            self._end = end
+            self._maybe_compact()
+            return t_eval
         entering = e0 < end
         if entering:
             wp = sorted(self._wprev[e0:end])
