@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import tradepulse.core.windows as windows_mod
 from tests.property.test_window_properties import SPECS, Step, python_engine, step_st
+from tradepulse.core.market import Market
 from tradepulse.core.trade import Trade
 from tradepulse.core.windows import TokenWindows
 
@@ -114,3 +115,62 @@ def test_long_streams_with_many_wallets_end_in_the_same_state(
 
 def test_the_compiled_kernel_is_the_one_in_use() -> None:
     assert windows_mod.APPEND_KERNEL == "compiled"
+
+
+row_st = st.tuples(
+    st.integers(0, 5),  # token
+    st.integers(-40_000, 3_000),  # time relative to the stream's clock
+    st.integers(0, 3_000),  # how far the clock moves first
+    st.integers(0, 40),  # tx hash (repeats: duplicates)
+    st.integers(0, 2),  # event index
+    st.booleans(),
+    st.integers(0, 4),  # wallet
+)
+
+
+def add_batches(batches: list[list[tuple[int, ...]]], shard: tuple[int, int]) -> list[Any]:
+    """``Market.add_all`` of each batch (floors: the stream's clock at each trade), then
+    what it returned, the counters, the tokens held (in order) and each one's state."""
+    market = Market(SPECS, shard)
+    clock = 1_000_000
+    out: list[Any] = []
+    for rows in batches:
+        trades, floors = [], []
+        for token, dt, step, h, ev, buy, wallet in rows:
+            clock += step
+            trades.append(Trade(f"T{token}", f"w{wallet}", buy, 1.0, 2.0, 1.5, 3.0,
+                                clock + dt, f"h{h}", ev))  # fmt: skip
+            floors.append(clock)
+        applied = market.add_all(trades, floors)
+        by_token = [(t, [x.tx_hash for x in v]) for t, v in applied.items()]
+        out.append((by_token, market.applied, market.duplicates, market.late, list(market.tokens)))
+        for tw in market.tokens.values():
+            tw.stats(clock)
+        out.append({t: state(tw) for t, tw in market.tokens.items()})
+    return out
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batches=st.lists(st.lists(row_st, max_size=40), min_size=1, max_size=6),
+    shard=st.sampled_from([(0, 1), (0, 2), (1, 2)]),
+)
+def test_the_compiled_add_loop_gives_what_the_python_loop_gives(
+    thresholds: None, monkeypatch: pytest.MonkeyPatch, batches: list[list[Any]],
+    shard: tuple[int, int],
+) -> None:  # fmt: skip
+    """Applied trades by token (in order), counters, tokens held (in order, late-only
+    tokens dropped, other shards' skipped) and every token's state."""
+    compiled = add_batches(batches, shard)
+    with monkeypatch.context() as m:
+        python_engine(m)
+        python = add_batches(batches, shard)
+    assert compiled == python
+
+
+def test_a_batch_with_fewer_floors_than_trades_is_refused() -> None:
+    trade = Trade("T", "w", True, 1.0, 1.0, 1.0, 1.0, 5, "h", 0)
+    with pytest.raises(ValueError):
+        Market(SPECS).add_all([trade, trade], [5])

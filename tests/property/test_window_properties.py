@@ -113,6 +113,7 @@ def python_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch the compiled kernels off: the engine runs its own Python code."""
     monkeypatch.setattr(windows_mod, "_append_rows", None)
     monkeypatch.setattr(windows_mod, "_move_windows", None)
+    monkeypatch.setattr(windows_mod, "_add_rows", None)
 
 
 @pytest.fixture(params=["default", "tiny-buffers", "python", "python-tiny-buffers"])

@@ -14,6 +14,7 @@ from cpython.list cimport PyList_GET_SIZE
 
 cdef long long SELL_UNIT = 1LL << 32
 cdef long long NO_PREV_SIDE = 1LL << 62
+cdef long long NEVER = -(1LL << 62)  # core.clock.NEVER
 
 
 def append_rows(tw, list trades, list keys):
@@ -193,3 +194,69 @@ def move_windows(tw, long long t_eval, Py_ssize_t e0):
         win.start = s_new
         win.wallets = wallets
         win.sides = sides
+
+
+def add_rows(dict tokens, list trades, list floors, new_token, Py_ssize_t pending_limit):
+    """``Market.add_all``'s loop: ``TokenWindows.add`` of each trade with its own floor, in
+    order. ``tokens`` maps a token to its ``TokenWindows``; ``new_token(name)`` makes (and
+    stores in ``tokens``) one for a token not seen yet, or gives None for a token this
+    process does not own (its trade is skipped, not counted). A token made for a trade
+    that is late holds nothing and leaves ``tokens`` again. Returns the trades applied by
+    token (in the order applied) and the counts applied, duplicate and late."""
+    cdef Py_ssize_t n = len(trades)
+    if len(floors) != n:
+        raise ValueError(f"{n} trades but {len(floors)} floors")
+    cdef dict applied = {}
+    cdef long long n_applied = 0, n_duplicate = 0, n_late = 0
+    cdef long long t, floor, longest
+    cdef Py_ssize_t k, size
+    cdef PyObject* found
+    cdef list pending
+    cdef set keyset
+    for k in range(n):
+        trade = trades[k]
+        name = trade.token
+        found = PyDict_GetItem(tokens, name)
+        if found == NULL:
+            tw = new_token(name)
+            if tw is None:
+                continue
+        else:
+            tw = <object>found
+        t_obj = trade.ts_ms
+        t = t_obj
+        floor = floors[k]
+        longest = tw._longest_ms
+        if t <= <long long>tw._late_ms or t <= floor - longest:
+            n_late += 1
+            if <long long>tw.newest_ms == NEVER:
+                del tokens[name]  # made for a late trade: holds nothing
+            continue
+        tx_hash = trade.tx_hash
+        event_index = trade.event_index
+        key = tx_hash if not event_index else (tx_hash, event_index)
+        keyset = tw._keyset
+        size = len(keyset)
+        keyset.add(key)
+        if len(keyset) == size:
+            n_duplicate += 1
+            continue
+        pending = tw._pending
+        pending.append(trade)
+        tw._pending_ts.append(t_obj)
+        tw._pending_keys.append(key)
+        if t >= <long long>tw.newest_ms:
+            tw.newest_ms = t_obj
+            tw._late_ms = t - longest
+        else:
+            tw._pending_sorted = False
+        if len(pending) >= <Py_ssize_t>tw._prune_at:
+            tw._prune(max(<long long>tw._late_ms, floor - longest))
+            tw._prune_at = max(pending_limit, 2 * len(tw._pending))
+        n_applied += 1
+        found = PyDict_GetItem(applied, name)
+        if found == NULL:
+            applied[name] = [trade]
+        else:
+            (<list>found).append(trade)
+    return applied, n_applied, n_duplicate, n_late

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from tradepulse.core.clock import NEVER
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
-from tradepulse.core.windows import AddResult, TokenWindows, WindowSpec, WindowStats
+from tradepulse.core.windows import AddResult, TokenWindows, WindowSpec, WindowStats, add_rows
 
 
 def shard_of(token: TokenId, shards: int) -> int:
@@ -43,6 +43,13 @@ class Market:
         self._foreign.add(token)
         return False
 
+    def _new_token(self, token: TokenId) -> TokenWindows | None:
+        """The windows of a token not seen yet, stored; None when another shard owns it."""
+        if not self._owns(token):
+            return None
+        windows = self.tokens[token] = TokenWindows(self.specs)
+        return windows
+
     def add(self, trade: Trade, floor_ms: TsMs) -> AddResult:
         """Apply one trade; ``floor_ms`` is the clock's time (watermark or wall clock)."""
         token = self.tokens.get(trade.token)
@@ -66,10 +73,19 @@ class Market:
     ) -> dict[TokenId, list[Trade]]:
         """``add`` of each trade with its own floor, in order (one call for a batch).
         Returns the trades applied, by token, in the order they were applied."""
+        rows = trades if isinstance(trades, list) else list(trades)
+        floors = floors_ms if isinstance(floors_ms, list) else list(floors_ms)
+        added = add_rows(self.tokens, rows, floors, self._new_token)
+        if added is not None:  # the compiled loop
+            applied, n_applied, n_duplicate, n_late = added
+            self.applied += n_applied
+            self.duplicates += n_duplicate
+            self.late += n_late
+            return applied
         tokens = self.tokens
         get = tokens.get
         specs = self.specs
-        applied: dict[TokenId, list[Trade]] = {}
+        applied = {}
         counts = [0, 0, 0, 0]
         applied_r, late_r = AddResult.APPLIED, AddResult.LATE
         for trade, floor_ms in zip(trades, floors_ms, strict=True):

@@ -81,22 +81,29 @@ _by_time = attrgetter("ts_ms")
 
 _AppendRows = Callable[["TokenWindows", list[Trade], list["_Key"]], None]
 _MoveWindows = Callable[["TokenWindows", int, int], None]
+_Added = tuple[dict[str, list[Trade]], int, int, int]
+_AddRows = Callable[
+    [dict[str, "TokenWindows"], list[Trade], list[TsMs], Callable[[str], "TokenWindows | None"],
+     int],
+    _Added,
+]  # fmt: skip
 
 
-def _compiled() -> tuple[_AppendRows, _MoveWindows] | None:
+def _compiled() -> tuple[_AppendRows, _MoveWindows, _AddRows] | None:
     """The compiled kernels (``_kernels.pyx``) when they were built, else None."""
     try:
-        from tradepulse.core._kernels import append_rows, move_windows
+        from tradepulse.core._kernels import add_rows, append_rows, move_windows
     except ImportError:  # installed without a C compiler: the Python code runs
         return None
-    return append_rows, move_windows
+    return append_rows, move_windows, add_rows
 
 
 _KERNELS = _compiled()
-#: ``TokenWindows._append`` and the window moves of ``advance`` in C, or None: the Python
-#: code below (which gives the same bits).
+#: ``TokenWindows._append``, the window moves of ``advance`` and the loop of
+#: ``Market.add_all`` in C, or None: the Python code (which gives the same results).
 _append_rows = _KERNELS[0] if _KERNELS is not None else None
 _move_windows = _KERNELS[1] if _KERNELS is not None else None
+_add_rows = _KERNELS[2] if _KERNELS is not None else None
 #: Which engine code runs: "compiled" or "python" (reported by the worker's ``/performance``).
 APPEND_KERNEL = "compiled" if _KERNELS is not None else "python"
 
@@ -120,6 +127,22 @@ _UNITS = {
     "days": MS_PER_DAY,
 }
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]+)\s*$")
+
+
+def add_rows(
+    tokens: dict[str, TokenWindows],
+    trades: list[Trade],
+    floors_ms: list[TsMs],
+    new_token: Callable[[str], TokenWindows | None],
+) -> _Added | None:
+    """``TokenWindows.add`` of each trade with its own floor, in order, in compiled code:
+    the loop of ``Market.add_all`` (``new_token`` makes and stores the windows of a token
+    not in ``tokens``, or gives None for one not owned). Returns the trades applied by
+    token and the counts applied, duplicate and late; None where the kernels are not built
+    (the caller then runs its Python loop)."""
+    if _add_rows is None:
+        return None
+    return _add_rows(tokens, trades, floors_ms, new_token, _PENDING_LIMIT)
 
 
 class AddResult(IntEnum):
