@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml src/tradepulse/core/_kernels.pyx
+$(STAMP): pyproject.toml $(wildcard src/tradepulse/*/*.pyx)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -7,9 +7,10 @@ import threading
 import time
 from collections.abc import Iterator
 
+import msgspec
 import redis
 
-from tradepulse.adapters.redis_store import RedisStore, TokenUpdate
+from tradepulse.adapters.redis_store import RedisStore, StoredTrade, TokenUpdate
 from tradepulse.core.trade import Trade
 from tradepulse.core.windows import TokenWindows, parse_windows
 
@@ -245,3 +246,26 @@ def test_a_connection_lost_while_the_batch_is_being_sent_sends_all_of_it_again(
         tw.mark_synced()
         assert_mirrors(store, tw, token)
         assert redis_client.zscore(store.active_key, token) == tw.newest_ms
+
+
+def test_each_list_item_is_the_stored_trade_array_of_its_trade(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """§5: one JSON array ``[ts_ms, wallet, is_buy, native, token_amount, price, tx_hash,
+    event_index]`` per trade, whatever the strings and magnitudes."""
+    store = RedisStore(redis_client, prefix=redis_prefix)
+    tw = TokenWindows(SPECS)
+    odd = [("w\"q\\uote", 1e-300, 5e-324), ("wallet ünïcode ✓", 1e300, 1.0),
+           ("w,[]\u2028", 0.1 + 0.2, 123456789.123456789)]  # fmt: skip
+    sent = []
+    for i, (wallet, amount, price) in enumerate(odd * 3):
+        sent.append(Trade("TOKEN", wallet, i % 2 == 0, float(i) / 7, amount, price,
+                          amount * price, T0 + i, f"tx-{i}\"", i))  # fmt: skip
+        tw.add(sent[-1], sent[-1].ts_ms)
+    sync(store, tw, T0 + 10)
+    items = redis_client.lrange(store.keys("TOKEN")[0], 0, -1)
+    assert items == [
+        msgspec.json.encode(StoredTrade(t.ts_ms, t.wallet, t.is_buy, t.native_amount,
+                                        t.token_amount, t.price_usd, t.tx_hash, t.event_index))
+        for t in sent
+    ]  # fmt: skip

@@ -397,11 +397,12 @@ class RedisStore:
         args += [_encoder.encode(alert) for alert in update.alerts]
         for name, stats in update.stats.items():
             args += [name, view.starts[name], _encoder.encode(stats)]
-        args.append(b"\n".join([
-            _encoder.encode(StoredTrade(t.ts_ms, t.wallet, t.is_buy, t.native_amount,
-                                        t.token_amount, t.price_usd, t.tx_hash, t.event_index))
+        # each line as ``StoredTrade`` encodes (an array of its fields), in one call
+        args.append(_encoder.encode_lines([
+            (t.ts_ms, t.wallet, t.is_buy, t.native_amount, t.token_amount, t.price_usd,
+             t.tx_hash, t.event_index)
             for t in view.trades
-        ]))  # fmt: skip
+        ])[:-1])  # fmt: skip
         return args
 
     def read_trades(self, token: TokenId) -> tuple[int, list[Trade]]:
