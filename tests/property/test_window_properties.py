@@ -114,6 +114,7 @@ def python_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(windows_mod, "_append_rows", None)
     monkeypatch.setattr(windows_mod, "_move_windows", None)
     monkeypatch.setattr(windows_mod, "_add_rows", None)
+    monkeypatch.setattr(windows_mod, "_window_stats_c", None)
 
 
 @pytest.fixture(params=["default", "tiny-buffers", "python", "python-tiny-buffers"])

@@ -260,3 +260,83 @@ def add_rows(dict tokens, list trades, list floors, new_token, Py_ssize_t pendin
         else:
             (<list>found).append(trade)
     return applied, n_applied, n_duplicate, n_late
+
+
+cdef extern from "math.h":
+    double nextafter(double x, double y) nogil
+    double fabs(double x) nogil
+
+cdef double U = 2.0 ** -53
+cdef double TWO_U = 2.0 * U
+
+
+cdef inline bint _window_sum(const double* hi, const double* lo, Py_ssize_t s, Py_ssize_t end,
+                             double* out) noexcept:
+    """``windows._window_sum`` step for step: 1 and the sum in ``out``, or 0 when the
+    prefixes cannot tell which way the exact sum rounds."""
+    cdef double a = hi[end], b = hi[s]
+    cdef double d = a - b
+    cdef double bb = d - a
+    cdef double lo_d = lo[end] - lo[s]
+    cdef double c = ((a - (d - bb)) + (-b - bb)) + lo_d
+    cdef double r = d + c
+    bb = r - d
+    cdef double rho = (d - (r - bb)) + (c - bb)
+    cdef double err = TWO_U * ((<double>(end - s)) * U * (<double>end) * a + fabs(lo_d) + fabs(c))
+    if err == 0.0 or fabs(rho) + err < 0.5 * fabs(r - nextafter(r, 0.0)):
+        out[0] = r
+        return 1
+    return 0
+
+
+cdef inline Py_ssize_t _first_at_or_after(list stack, Py_ssize_t s):
+    """``bisect_left(stack, s)`` over a list of positions."""
+    cdef Py_ssize_t lo = 0, hi = len(stack), mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if <Py_ssize_t>stack[mid] < s:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def window_stats(tw, win, t_eval, stats_type):
+    """``TokenWindows._window_stats`` of a window holding trades (``win.start`` before the
+    end), or None when one of its sums needs the exact re-summation (the caller then runs
+    the Python code, which does it) or its token amounts sum to zero."""
+    cdef array.array ts = tw._ts, px = tw._px, nbuy = tw._nbuy
+    cdef const long long* tsd = ts.data.as_longlongs
+    cdef const double* pxd = px.data.as_doubles
+    cdef const long long* nbd = nbuy.data.as_longlongs
+    cdef array.array bvh = tw._bvh, bvl = tw._bvl, svh = tw._svh, svl = tw._svl
+    cdef array.array nvh = tw._nvh, nvl = tw._nvl, amh = tw._amh, aml = tw._aml
+    cdef Py_ssize_t end = len(ts), s = win.start
+    if s >= end:
+        return None
+    cdef long long buys = nbd[end] - nbd[s]
+    cdef long long n = end - s
+    cdef double bv = 0.0, sv = 0.0, nv, am
+    if buys and not _window_sum(bvh.data.as_doubles, bvl.data.as_doubles, s, end, &bv):
+        return None
+    if n - buys and not _window_sum(svh.data.as_doubles, svl.data.as_doubles, s, end, &sv):
+        return None
+    if not _window_sum(nvh.data.as_doubles, nvl.data.as_doubles, s, end, &nv):
+        return None
+    if not _window_sum(amh.data.as_doubles, aml.data.as_doubles, s, end, &am):
+        return None
+    if am == 0.0:
+        return None
+    cdef double total = bv + sv
+    cdef double last_price = pxd[end - 1]
+    cdef double start_price = pxd[s - 1] if s > 0 else pxd[s]
+    cdef long long sides = win.sides
+    cdef long long sellers = sides // SELL_UNIT, buyers = sides % SELL_UNIT
+    cdef list hstk = tw._hstk, lstk = tw._lstk
+    cdef double high = pxd[<Py_ssize_t>hstk[_first_at_or_after(hstk, s)]]
+    cdef double low = pxd[<Py_ssize_t>lstk[_first_at_or_after(lstk, s)]]
+    return stats_type(
+        buys, n - buys, n, bv, sv, total, nv, win.wallets, buyers, sellers, start_price,
+        last_price, high, low, (last_price - start_price) / start_price * 100.0, total / am,
+        tsd[s], tsd[end - 1], t_eval,
+    )

@@ -89,21 +89,27 @@ _AddRows = Callable[
 ]  # fmt: skip
 
 
-def _compiled() -> tuple[_AppendRows, _MoveWindows, _AddRows] | None:
+_WindowStatsC = Callable[["TokenWindows", "_Window", int, type["WindowStats"]],
+                         "WindowStats | None"]  # fmt: skip
+
+
+def _compiled() -> tuple[_AppendRows, _MoveWindows, _AddRows, _WindowStatsC] | None:
     """The compiled kernels (``_kernels.pyx``) when they were built, else None."""
     try:
-        from tradepulse.core._kernels import add_rows, append_rows, move_windows
+        from tradepulse.core._kernels import add_rows, append_rows, move_windows, window_stats
     except ImportError:  # installed without a C compiler: the Python code runs
         return None
-    return append_rows, move_windows, add_rows
+    return append_rows, move_windows, add_rows, window_stats
 
 
 _KERNELS = _compiled()
-#: ``TokenWindows._append``, the window moves of ``advance`` and the loop of
-#: ``Market.add_all`` in C, or None: the Python code (which gives the same results).
+#: ``TokenWindows._append``, the window moves of ``advance``, the loop of
+#: ``Market.add_all`` and a window's statistics in C, or None: the Python code (which gives
+#: the same results).
 _append_rows = _KERNELS[0] if _KERNELS is not None else None
 _move_windows = _KERNELS[1] if _KERNELS is not None else None
 _add_rows = _KERNELS[2] if _KERNELS is not None else None
+_window_stats_c = _KERNELS[3] if _KERNELS is not None else None
 #: Which engine code runs: "compiled" or "python" (reported by the worker's ``/performance``).
 APPEND_KERNEL = "compiled" if _KERNELS is not None else "python"
 
@@ -470,6 +476,12 @@ class TokenWindows:
         t_eval = self.advance(t_ms)
         if not self._ts:
             return {}
+        if _window_stats_c is not None:
+            out: dict[str, WindowStats] = {}
+            for win in self.windows:
+                stats = _window_stats_c(self, win, t_eval, WindowStats)
+                out[win.name] = stats if stats is not None else self._window_stats(win, t_eval)
+            return out
         return {win.name: self._window_stats(win, t_eval) for win in self.windows}
 
     def _window_stats(self, win: _Window, t_eval: TsMs) -> WindowStats:
