@@ -106,7 +106,13 @@ BAD = [
         b'"price_usd":1,"trans_time":1,"tx_hash":"h"}',
         "token_amount:non_finite",
     ),
-    (with_(token_amount=1e300, price_usd=1e300), "token_amount:non_finite"),
+    # beyond the magnitudes every statistic can hold (MAX_AMOUNT, MIN_PRICE_USD)
+    (with_(token_amount=1e300, price_usd=1e300), "token_amount:range"),
+    (with_(token_amount=1.0000000000000002e100), "token_amount:range"),
+    (with_(native_amount=1e101), "native_amount:range"),
+    (with_(price_usd=1e101), "price_usd:range"),
+    (with_(price_usd=9.9e-101), "price_usd:range"),
+    (with_(price_usd=5e-324), "price_usd:range"),
 ]
 
 
@@ -116,6 +122,12 @@ def test_bad_wire_input_rejected_with_field_and_rule(raw: bytes, reason: str) ->
         decode_trade(raw, NOW)
     assert info.value.reason == reason
     assert info.value.detail
+
+
+def test_the_magnitude_limits_are_inclusive() -> None:
+    trade = decode_trade(with_(token_amount=1e100, native_amount=1e100, price_usd=1e100), NOW)
+    assert (trade.token_amount, trade.native_amount, trade.volume_usd) == (1e100, 1e100, 1e200)
+    assert decode_trade(with_(price_usd=1e-100), NOW).price_usd == 1e-100
 
 
 def test_future_skew_limit_is_inclusive() -> None:

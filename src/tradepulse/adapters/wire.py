@@ -23,7 +23,9 @@ from tradepulse.core.errors import InvalidTradeError
 from tradepulse.core.trade import (
     DEFAULT_MAX_FUTURE_SKEW_MS,
     EPOCH_SECONDS_LIMIT,
+    MAX_AMOUNT,
     MAX_TOKEN_LENGTH,
+    MIN_PRICE_USD,
     Trade,
     check_not_future,
     epoch_to_ms,
@@ -41,9 +43,9 @@ class WireTrade(msgspec.Struct, frozen=True, gc=False):
     token: Annotated[str, Meta(min_length=1, max_length=MAX_TOKEN_LENGTH)]
     wallet: Annotated[str, Meta(min_length=1)]
     sell_buy: str
-    native_amount: Annotated[float, Meta(ge=0)]
-    token_amount: Annotated[float, Meta(gt=0)]
-    price_usd: Annotated[float, Meta(gt=0)]
+    native_amount: Annotated[float, Meta(ge=0, le=MAX_AMOUNT)]
+    token_amount: Annotated[float, Meta(gt=0, le=MAX_AMOUNT)]
+    price_usd: Annotated[float, Meta(ge=MIN_PRICE_USD, le=MAX_AMOUNT)]
     trans_time: Annotated[datetime, Meta(tz=True)] | int | float
     tx_hash: Annotated[str, Meta(min_length=1)]
     event_index: Annotated[int, Meta(ge=0)] = 0

@@ -27,7 +27,13 @@ from msgspec import Meta
 
 from tradepulse.adapters.wire import decode_batch
 from tradepulse.core.errors import InvalidTradeError
-from tradepulse.core.trade import EPOCH_SECONDS_LIMIT, MAX_TOKEN_LENGTH, Trade
+from tradepulse.core.trade import (
+    EPOCH_SECONDS_LIMIT,
+    MAX_AMOUNT,
+    MAX_TOKEN_LENGTH,
+    MIN_PRICE_USD,
+    Trade,
+)
 from tradepulse.core.types import TsMs
 
 F64 = npt.NDArray[np.float64]
@@ -42,9 +48,9 @@ class _EpochWireTrade(msgspec.Struct, frozen=True, gc=False):
     token: Annotated[str, Meta(min_length=1, max_length=MAX_TOKEN_LENGTH)]
     wallet: Annotated[str, Meta(min_length=1)]
     sell_buy: str
-    native_amount: Annotated[float, Meta(ge=0)]
-    token_amount: Annotated[float, Meta(gt=0)]
-    price_usd: Annotated[float, Meta(gt=0)]
+    native_amount: Annotated[float, Meta(ge=0, le=MAX_AMOUNT)]
+    token_amount: Annotated[float, Meta(gt=0, le=MAX_AMOUNT)]
+    price_usd: Annotated[float, Meta(ge=MIN_PRICE_USD, le=MAX_AMOUNT)]
     trans_time: Annotated[int, Meta(ge=0)]
     tx_hash: Annotated[str, Meta(min_length=1)]
     event_index: Annotated[int, Meta(ge=0)] = 0

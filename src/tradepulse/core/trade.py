@@ -18,6 +18,12 @@ MAX_TOKEN_LENGTH = 128
 DEFAULT_MAX_FUTURE_SKEW_MS = 5_000
 #: Epoch numbers below this are seconds, at or above it milliseconds (10^11 s is year 5138).
 EPOCH_SECONDS_LIMIT = 100_000_000_000
+#: Amounts and prices at most this (any on-chain amount, a uint256, is below 1.2e77), and
+#: prices at least ``MIN_PRICE_USD``: every sum, VWAP and price change of any window or bar
+#: then stays far inside the float range (a sum of 10^100 volumes of 10^200 at most), so no
+#: trade can make a statistic overflow.
+MAX_AMOUNT = 1e100
+MIN_PRICE_USD = 1e-100
 
 
 class Trade(msgspec.Struct, frozen=True, gc=False):
@@ -56,13 +62,18 @@ def epoch_to_ms(value: float) -> TsMs:
     return round(value)
 
 
-def check_amount(field: str, value: float, *, allow_zero: bool) -> None:
-    """Raise unless ``value`` is finite and > 0 (or >= 0 with ``allow_zero``)."""
+def check_amount(field: str, value: float, *, allow_zero: bool, least: float = 0.0) -> None:
+    """Raise unless ``value`` is finite, > 0 (or >= 0 with ``allow_zero``; or >= ``least``
+    when given) and <= ``MAX_AMOUNT``."""
     if not math.isfinite(value):
         raise InvalidTradeError(field, "non_finite", "must be a finite number")
     if value < 0 or (value == 0 and not allow_zero):
         op = ">= 0" if allow_zero else "> 0"
         raise InvalidTradeError(field, "range", f"must be {op}, got {value!r}")
+    if value < least:
+        raise InvalidTradeError(field, "range", f"must be >= {least!r}, got {value!r}")
+    if value > MAX_AMOUNT:
+        raise InvalidTradeError(field, "range", f"must be <= {MAX_AMOUNT!r}, got {value!r}")
 
 
 def check_not_future(ts_ms: TsMs, now_ms: TsMs, max_future_skew_ms: int) -> None:
@@ -114,7 +125,7 @@ def make_trade(
         raise InvalidTradeError("event_index", "range", "must be >= 0")
     check_amount("native_amount", native_amount, allow_zero=True)
     check_amount("token_amount", token_amount, allow_zero=False)
-    check_amount("price_usd", price_usd, allow_zero=False)
+    check_amount("price_usd", price_usd, allow_zero=False, least=MIN_PRICE_USD)
     volume_usd = token_amount * price_usd
     if not math.isfinite(volume_usd):
         raise InvalidTradeError("token_amount", "non_finite", "token_amount * price_usd overflows")
