@@ -35,15 +35,12 @@ def numbers(value: object) -> list[float]:
     return []
 
 
+row_st = st.tuples(extreme, extreme, st.sampled_from([0.0, 1.0, MAX_AMOUNT]), st.booleans(),
+                   st.integers(0, 90_000))  # fmt: skip
+
+
 @settings(max_examples=150, deadline=None)
-@given(
-    rows=st.lists(
-        st.tuples(extreme, extreme, st.sampled_from([0.0, 1.0, MAX_AMOUNT]), st.booleans(),
-                  st.integers(0, 90_000)),  # fmt: skip
-        min_size=1,
-        max_size=300,
-    )
-)
+@given(rows=st.lists(row_st, min_size=1, max_size=300))
 def test_trades_at_the_limits_give_finite_statistics_bars_and_indicators(
     rows: list[tuple[float, float, float, bool, int]],
 ) -> None:
