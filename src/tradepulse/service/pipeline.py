@@ -15,6 +15,7 @@ offsets; if the process dies before that, the batch is read again and, being ide
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -137,6 +138,7 @@ class Pipeline:
         self._watermarks_restored = True
         self._dead_lettered: set[tuple[int, int]] = set()  # this batch's, across retries
         self._reported: Counter[str] = Counter()
+        self._round_ms: TsMs | None = None  # wall time the current sweep round began
         self.scans: Scans | None = None  # rule scans, once rules are set
 
     def set_rules(self, rules: list[Rule], interval_ms: int = 1_000) -> None:
@@ -270,32 +272,44 @@ class Pipeline:
         self.clock.merge(stored)
         self._watermarks_restored = True
 
-    def sweep(self, stale_after_ms: int) -> int:
+    def sweep(
+        self, stale_after_ms: int, *, limit: int | None = None, new_round: bool = True
+    ) -> int:
         """Maintenance: advance every token of the assigned partitions not written by this
         process for ``stale_after_ms`` (wall time) to the clock and rewrite it, so idle
         tokens' windows decay. Tokens of those partitions that this process has not seen
         (written before a restart or a rebalance) are restored from Redis first. The clock
-        first takes in how far the other processes of the group have read."""
-        with tracing.span("sweep"):
-            return self._sweep(stale_after_ms)
+        first takes in how far the other processes of the group have read. Returns the
+        tokens rewritten.
 
-    def _sweep(self, stale_after_ms: int) -> int:
+        With ``limit``, only that many, the longest unwritten first, so that a sweep of
+        thousands of tokens can be done a part at a time between batches: each call with
+        ``new_round=False`` continues the round the last ``new_round`` call began (the
+        tokens stale then and not written since; no restore), and a call that rewrites
+        fewer than ``limit`` ends it."""
+        with tracing.span("sweep"):
+            return self._sweep(stale_after_ms, limit, new_round)
+
+    def _sweep(self, stale_after_ms: int, limit: int | None, new_round: bool) -> int:
         if not self._watermarks_restored:
             self._restore_watermarks()
         self.clock.merge(self.store.read_watermarks())
-        owned = self.store.partition_tokens(self._assigned)
-        unseen = {t: p for t, p in owned.items() if t not in self.market.tokens}
-        if unseen:
-            self._adopt(self.store.load_many(list(unseen), self.market.specs))
-            self._partition_of.update(unseen)
         now = self.wall_ms()
-        stale = {
-            t
-            for t in self.market.tokens
-            if now - self._written_ms.get(t, -(1 << 62)) >= stale_after_ms
-        }
+        if new_round or self._round_ms is None:
+            self._round_ms = now
+            owned = self.store.partition_tokens(self._assigned)
+            unseen = {t: p for t, p in owned.items() if t not in self.market.tokens}
+            if unseen:
+                self._adopt(self.store.load_many(list(unseen), self.market.specs))
+                self._partition_of.update(unseen)
+        began, never, written = self._round_ms, -(1 << 62), self._written_ms
+        stale = [t for t in self.market.tokens
+                 if (w := written.get(t, never)) <= now - stale_after_ms
+                 and (new_round or w < began)]  # fmt: skip
+        if limit is not None and len(stale) > limit:
+            stale = heapq.nsmallest(limit, stale, key=lambda t: written.get(t, never))
         if stale:
-            self._write(stale, now)
+            self._write(set(stale), now)
         return len(stale)
 
     def forget(self, partitions: list[int]) -> None:
