@@ -1,11 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """Compiled kernels of the window engine (``tradepulse.core.windows``).
 
-``append_rows`` is ``TokenWindows._append_loop`` in C: the same steps in the same order on
-the same columns, so every column ends bit for bit as the Python code leaves it (the
-double-double sums are additions of doubles, compiled without contraction or
-reassociation). Where this module is not built, the engine runs its Python code; the
-property tests run both and compare them column by column.
+* ``append_rows``: ``TokenWindows._append_loop`` (a token's trades appended to its columns);
+* ``move_windows``: the window moves of ``TokenWindows.advance``;
+* ``add_rows``: the loop of ``Market.add_all`` (``TokenWindows.add`` of each trade);
+* ``window_stats``: ``TokenWindows._window_stats`` (None when a sum needs ``math.fsum``).
+
+Each does the Python code's steps in the same order on the same columns, so every column,
+count and statistic is bit for bit what the Python code gives (the double-double sums are
+additions of doubles, compiled without contraction or reassociation). Where this module is
+not built, the engine runs its Python code; the property tests run both and compare them.
 """
 from cpython cimport array
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
@@ -15,6 +19,24 @@ from cpython.list cimport PyList_GET_SIZE
 cdef long long SELL_UNIT = 1LL << 32
 cdef long long NO_PREV_SIDE = 1LL << 62
 cdef long long NEVER = -(1LL << 62)  # core.clock.NEVER
+
+
+cdef inline void _add_dd(double* hi, double* lo, double x) noexcept:
+    """``hi + lo += x`` as ``_append_loop`` steps it: TwoSum of ``hi`` and ``x``, the
+    rounding error added to ``lo``."""
+    cdef double s = hi[0] + x
+    cdef double bb = s - hi[0]
+    lo[0] += (hi[0] - (s - bb)) + (x - bb)
+    hi[0] = s
+
+
+cdef inline long long _mark_last(dict last, object wallet, object pos) except? -2:
+    """The position of ``wallet``'s previous trade in ``last`` (-1: none); ``pos`` becomes
+    its last."""
+    cdef PyObject* found = PyDict_GetItem(last, wallet)
+    cdef long long q = -1 if found == NULL else <long long><object>found
+    PyDict_SetItem(last, wallet, pos)
+    return q
 
 
 def append_rows(tw, list trades, list keys):
@@ -59,10 +81,9 @@ def append_rows(tw, list trades, list keys):
     cdef double bh = bvhd[i0], bl = bvld[i0], sh = svhd[i0], sl = svld[i0]
     cdef double nh = nvhd[i0], nl = nvld[i0], ah = amhd[i0], al = amld[i0]
     cdef long long nb = nbd[i0]
-    cdef double p, x, s, bb
+    cdef double p, x
     cdef long long q
     cdef Py_ssize_t i, k, top
-    cdef PyObject* found
     cdef object tr, w, pos
     for k in range(n):
         tr = trades[k]
@@ -74,25 +95,15 @@ def append_rows(tw, list trades, list keys):
         x = tr.volume_usd
         pos = i
         if tr.is_buy:
-            s = bh + x
-            bb = s - bh
-            bl += (bh - (s - bb)) + (x - bb)
-            bh = s
+            _add_dd(&bh, &bl, x)
             nb += 1
-            found = PyDict_GetItem(blast, w)
-            q = -1 if found == NULL else <long long><object>found
-            PyDict_SetItem(blast, w, pos)
+            q = _mark_last(blast, w, pos)
             bprevd[i] = q
             sprevd[i] = NO_PREV_SIDE
             smarkd[i] = 1
         else:
-            s = sh + x
-            bb = s - sh
-            sl += (sh - (s - bb)) + (x - bb)
-            sh = s
-            found = PyDict_GetItem(slast, w)
-            q = -1 if found == NULL else <long long><object>found
-            PyDict_SetItem(slast, w, pos)
+            _add_dd(&sh, &sl, x)
+            q = _mark_last(slast, w, pos)
             sprevd[i] = q
             bprevd[i] = NO_PREV_SIDE
             smarkd[i] = SELL_UNIT
@@ -103,23 +114,13 @@ def append_rows(tw, list trades, list keys):
         svhd[i + 1] = sh
         svld[i + 1] = sl
         nbd[i + 1] = nb
-        x = tr.native_amount
-        s = nh + x
-        bb = s - nh
-        nl += (nh - (s - bb)) + (x - bb)
-        nh = s
+        _add_dd(&nh, &nl, tr.native_amount)
         nvhd[i + 1] = nh
         nvld[i + 1] = nl
-        x = tr.token_amount
-        s = ah + x
-        bb = s - ah
-        al += (ah - (s - bb)) + (x - bb)
-        ah = s
+        _add_dd(&ah, &al, tr.token_amount)
         amhd[i + 1] = ah
         amld[i + 1] = al
-        found = PyDict_GetItem(wlast, w)
-        q = -1 if found == NULL else <long long><object>found
-        PyDict_SetItem(wlast, w, pos)
+        q = _mark_last(wlast, w, pos)
         wprevd[i] = q
         wmarkd[i] = 1
         if q >= 0:
