@@ -8,6 +8,7 @@ import time
 
 import redis
 
+from tests.integration.test_pipeline_batch import RecordedDeadLetters
 from tradepulse.adapters.kafka import ConsumedMessage
 from tradepulse.adapters.redis_store import RedisStore
 from tradepulse.adapters.wire import encode_trade
@@ -20,14 +21,6 @@ from tradepulse.service.pipeline import Pipeline
 
 SPECS = parse_windows("1min,5min")
 T0 = 1_760_000_000_000
-
-
-class NoDeadLetters:
-    def send(self, msg: object, reason: str, detail: str, at_ms: int) -> None:
-        raise AssertionError("no message is rejected here")
-
-    def flush(self, timeout_s: float = 0.0) -> int:
-        return 0
 
 
 class Wall:
@@ -43,14 +36,15 @@ class Wall:
 def loaded(client: redis.Redis, prefix: str, tokens: int) -> tuple[Pipeline, Wall]:
     """A pipeline on partition 0 whose ``tokens`` tokens were written one by one, token
     ``i`` at wall time ``T0 + i``."""
-    wall = Wall()
-    pipeline = Pipeline(Market(SPECS), EventClock(), RedisStore(client, prefix=prefix),
-                        NoDeadLetters(), wall_ms=wall)  # fmt: skip
+    wall, dead = Wall(), RecordedDeadLetters()
+    pipeline = Pipeline(Market(SPECS), EventClock(), RedisStore(client, prefix=prefix), dead,
+                        wall_ms=wall)  # fmt: skip
     pipeline.assign([0])
     for i in range(tokens):
         wall.ms = T0 + i
         trade = Trade(f"T{i:04}", "w", True, 1.0, 2.0, 3.0, 6.0, T0 + i, f"h{i}")
         pipeline.process([msg(i, trade)])
+    assert dead.sent == [], "no message is rejected here"
     return pipeline, wall
 
 

@@ -83,7 +83,7 @@ def test_worker_ops_endpoints_report_what_happened_and_apply_tuning(
         assert as_json["tradepulse_trades_consumed_total"][0]["value"] == total
         performance = ops(port, "/performance")[1]
         assert performance["trades"] == total and performance["batch_seconds_p99"] > 0
-        assert performance["window_kernel"] == windows.APPEND_KERNEL  # this install's build
+        assert performance["window_kernel"] == windows.WINDOW_KERNEL  # this install's build
 
         status, fast = ops(port, "/performance/optimize/throughput", "POST")
         assert status == 200 and fast["now"]["gc_thresholds"] == [100_000, 50, 100]

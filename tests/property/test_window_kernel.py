@@ -121,7 +121,7 @@ def test_long_streams_with_many_wallets_end_in_the_same_state(
 
 @needs_kernels
 def test_the_compiled_kernels_are_the_ones_in_use() -> None:
-    assert windows_mod.APPEND_KERNEL == "compiled"
+    assert windows_mod.WINDOW_KERNEL == "compiled"
 
 
 row_st = st.tuples(

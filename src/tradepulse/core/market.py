@@ -52,11 +52,9 @@ class Market:
 
     def add(self, trade: Trade, floor_ms: TsMs) -> AddResult:
         """Apply one trade; ``floor_ms`` is the clock's time (watermark or wall clock)."""
-        token = self.tokens.get(trade.token)
+        token = self.tokens.get(trade.token) or self._new_token(trade.token)
         if token is None:
-            if not self._owns(trade.token):
-                return AddResult.FOREIGN
-            token = self.tokens[trade.token] = TokenWindows(self.specs)
+            return AddResult.FOREIGN
         result = token.add(trade, floor_ms)
         if result is AddResult.APPLIED:
             self.applied += 1
@@ -83,18 +81,15 @@ class Market:
             self.late += n_late
             return applied
         tokens = self.tokens
-        get = tokens.get
-        specs = self.specs
+        get, new = tokens.get, self._new_token
         applied = {}
         counts = [0, 0, 0, 0]
         applied_r, late_r = AddResult.APPLIED, AddResult.LATE
-        for trade, floor_ms in zip(trades, floors_ms, strict=True):
+        for trade, floor_ms in zip(rows, floors, strict=True):
             name = trade.token
-            token = get(name)
+            token = get(name) or new(name)
             if token is None:
-                if not self._owns(name):
-                    continue
-                token = tokens[name] = TokenWindows(specs)
+                continue
             result = token.add(trade, floor_ms)
             counts[result] += 1
             if result is applied_r:
@@ -119,17 +114,14 @@ class Market:
         """Apply trades read in this order from one partition on the event clock: each
         trade's floor is the newest trade time read before it. Returns the new watermark."""
         tokens = self.tokens
-        get = tokens.get
-        specs = self.specs
+        get, new = tokens.get, self._new_token
         counts = [0, 0, 0]
         for trade in trades:
             t = trade.ts_ms
             watermark_ms = max(watermark_ms, t)
-            token = get(trade.token)
+            token = get(trade.token) or new(trade.token)
             if token is None:
-                if not self._owns(trade.token):
-                    continue
-                token = tokens[trade.token] = TokenWindows(specs)
+                continue
             result = token.add(trade, watermark_ms)
             counts[result] += 1
             if result is AddResult.LATE and token.newest_ms == NEVER:

@@ -111,7 +111,7 @@ _move_windows = _KERNELS[1] if _KERNELS is not None else None
 _add_rows = _KERNELS[2] if _KERNELS is not None else None
 _window_stats_c = _KERNELS[3] if _KERNELS is not None else None
 #: Which engine code runs: "compiled" or "python" (reported by the worker's ``/performance``).
-APPEND_KERNEL = "compiled" if _KERNELS is not None else "python"
+WINDOW_KERNEL = "compiled" if _KERNELS is not None else "python"
 
 _UNITS = {
     "ms": 1,

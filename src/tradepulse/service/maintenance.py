@@ -7,10 +7,10 @@ tokens is spread over the next ticks (one between each two batches) instead of s
 the worker for all of them at once (2,000 tokens took 106-266 ms in one go). A round takes
 the tokens stale when it began and not written since, and ends when a tick rewrites fewer
 than ``SWEEP_CHUNK``; the next one begins an interval later. Tokens unseen by this process
-are restored from Redis when a round begins. A sweep
-that fails (Redis unavailable) is retried with exponential backoff and jitter, from 0.1 s
-up to the interval, instead of waiting a whole interval. The runner calls ``tick`` between
-batches, so a sweep never interleaves with a batch's writes.
+are restored from Redis when a round begins. A sweep that fails (Redis unavailable) is
+retried with exponential backoff and jitter, from 0.1 s up to the interval, instead of
+waiting a whole interval. The runner calls ``tick`` between batches, so a sweep never
+interleaves with a batch's writes.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from tradepulse import metrics
-from tradepulse.core.windows import APPEND_KERNEL
+from tradepulse.core.windows import WINDOW_KERNEL
 
 #: A process whose loop has not turned for this long is not live (a stuck call).
 LIVE_STALL_S = 60.0
@@ -136,7 +136,7 @@ class LocalOps:
             "cpu_system_s": cpu.system,
             "gc_counts": list(gc.get_count()),
             "tuning": self.tuning.as_dict(),
-            "window_kernel": APPEND_KERNEL,  # "python": installed without a C compiler
+            "window_kernel": WINDOW_KERNEL,  # "python": installed without a C compiler
         }
 
     def collect_garbage(self) -> dict[str, object]:

@@ -302,12 +302,12 @@ class Pipeline:
             if unseen:
                 self._adopt(self.store.load_many(list(unseen), self.market.specs))
                 self._partition_of.update(unseen)
-        began, never, written = self._round_ms, -(1 << 62), self._written_ms
+        began, written = self._round_ms, self._written_ms
         stale = [t for t in self.market.tokens
-                 if (w := written.get(t, never)) <= now - stale_after_ms
+                 if (w := written.get(t, NEVER)) <= now - stale_after_ms
                  and (new_round or w < began)]  # fmt: skip
         if limit is not None and len(stale) > limit:
-            stale = heapq.nsmallest(limit, stale, key=lambda t: written.get(t, never))
+            stale = heapq.nsmallest(limit, stale, key=lambda t: written.get(t, NEVER))
         if stale:
             self._write(set(stale), now)
         return len(stale)
