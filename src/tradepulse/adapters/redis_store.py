@@ -68,17 +68,18 @@ local m = tonumber(ARGV[6])
 local a = tonumber(ARGV[13])
 local wfirst = 17 + m + a
 local packed = ARGV[wfirst + 3 * n]
-if packed ~= '' then
-  local items = {}
-  for item in string.gmatch(packed, '[^\\n]+') do
-    items[#items + 1] = item
-    if #items == 1000 then
-      redis.call('RPUSH', KEYS[1], unpack(items))
-      items = {}
-    end
+local items, k, pos, plen = {}, 0, 1, #packed
+while pos <= plen do
+  local stop = string.find(packed, "\\n", pos, true) or (plen + 1)
+  k = k + 1
+  items[k] = string.sub(packed, pos, stop - 1)
+  pos = stop + 1
+  if k == 1000 then
+    redis.call('RPUSH', KEYS[1], unpack(items))
+    items, k = {}, 0
   end
-  if #items > 0 then redis.call('RPUSH', KEYS[1], unpack(items)) end
 end
+if k > 0 then redis.call('RPUSH', KEYS[1], unpack(items, 1, k)) end
 if head > base then
   redis.call('LTRIM', KEYS[1], head - base, -1)
   base = head
@@ -94,10 +95,10 @@ for i = 0, n - 1 do
 end
 redis.call('HSET', KEYS[2], unpack(idx))
 if n > 0 then redis.call('HSET', KEYS[3], unpack(agg)) end
-redis.call('SET', KEYS[4], ARGV[4])
-for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
-if ARGV[7] ~= '' then redis.call('SET', KEYS[5], ARGV[7]) end
-if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], ttl) end
+redis.call('SET', KEYS[4], ARGV[4], 'EX', ttl)
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
+if ARGV[7] ~= '' then redis.call('SET', KEYS[5], ARGV[7], 'EX', ttl)
+else redis.call('EXPIRE', KEYS[5], ttl) end
 if ARGV[8] ~= '' then redis.call('SET', KEYS[6], ARGV[8], 'PX', 300000)
 else redis.call('DEL', KEYS[6]) end
 if ARGV[9] ~= '' then
@@ -107,8 +108,8 @@ end
 for i = 17, 16 + m do
   redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[12], '*', 'bar', ARGV[i])
 end
-if ARGV[14] ~= '' then redis.call('SET', KEYS[9], ARGV[14]) end
-if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('EXPIRE', KEYS[9], ttl) end
+if ARGV[14] ~= '' then redis.call('SET', KEYS[9], ARGV[14], 'EX', ttl)
+else redis.call('EXPIRE', KEYS[9], ttl) end
 for i = 17 + m, 16 + m + a do
   redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[16], '*', 'alert', ARGV[i])
   redis.call('PUBLISH', ARGV[15], ARGV[i])
@@ -378,7 +379,8 @@ class RedisStore:
     def _args(self, update: TokenUpdate, written: str) -> list[bytes | str | int]:
         """The script's arguments: a header, the final bars, a (name, first sequence number,
         statistics) triple per window, then the new trades as one argument: their JSON
-        arrays joined by newlines (JSON never holds a raw newline), split by the script."""
+        arrays joined by newlines (JSON never holds a raw newline), split by the script with
+        a plain ``string.find`` (a pattern match costs Redis twice as much)."""
         view = update.view
         indicators = b""
         if update.indicators is not None:
