@@ -177,6 +177,49 @@ def test_the_compiled_add_loop_gives_what_the_python_loop_gives(
     assert compiled == python
 
 
+class _OtherTrade(Trade, frozen=True, gc=False):
+    """A subclass: the kernels read its fields through ``getattr``, not by slot offset."""
+
+
+def _trades_of(cls: type[Trade], rows: list[tuple[int, ...]]) -> tuple[list[Trade], list[int]]:
+    trades, floors, clock = [], [], 1_000_000
+    for token, dt, step, h, ev, buy, wallet in rows:
+        clock += step
+        trades.append(cls(f"T{token}", f"w{wallet}", buy, 1.0 + h, 2.0 * wallet + 1.0, 1.5 + dt,
+                          3.0, clock + dt, f"h{h}", ev))  # fmt: skip
+        floors.append(clock)
+    return trades, floors
+
+
+@needs_kernels
+def test_the_kernels_read_the_slots_of_the_engine_objects_directly() -> None:
+    from tradepulse.core import _kernels
+
+    assert _kernels.bound(), "core.windows did not bind the kernels to its classes"
+
+
+@needs_kernels
+@settings(max_examples=100, deadline=None)
+@given(rows=st.lists(row_st, min_size=1, max_size=120))
+def test_objects_of_a_subclass_are_read_as_the_bound_class_is(rows: list[tuple[int, ...]]) -> None:
+    """The same trades as ``Trade`` (slots read directly) and as a subclass (read through
+    ``getattr``) leave every token of the market in the same state."""
+    out = []
+    for cls in (Trade, _OtherTrade):
+        market = Market(SPECS)
+        trades, floors = _trades_of(cls, rows)
+        applied = market.add_all(trades, floors)
+        t = floors[-1]
+        tokens = {}
+        for k, tw in market.tokens.items():
+            stats = msgspec.msgpack.encode(tw.stats(t))  # the trades ingested into columns
+            held = state(tw)
+            held["_trades"] = [msgspec.structs.astuple(x) for x in held["_trades"]]
+            tokens[k] = (held, stats)
+        out.append(({k: [x.tx_hash for x in v] for k, v in applied.items()}, tokens))
+    assert out[0] == out[1]
+
+
 def test_a_batch_with_fewer_floors_than_trades_is_refused() -> None:
     trade = Trade("T", "w", True, 1.0, 1.0, 1.0, 1.0, 5, "h", 0)
     with pytest.raises(ValueError):

@@ -11,10 +11,125 @@ count and statistic is bit for bit what the Python code gives (the double-double
 additions of doubles, compiled without contraction or reassociation). Where this module is
 not built, the engine runs its Python code; the property tests run both and compare them.
 """
+from types import MemberDescriptorType
+
 from cpython cimport array
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, Py_TYPE
 from cpython.list cimport PyList_GET_SIZE
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+
+
+# Direct reads and writes of the slots of ``Trade``, ``TokenWindows`` and ``_Window`` (each
+# a ``__slots__`` member of its class): the offset of a slot in the object is that of its
+# member descriptor, taken once by ``bind``; a read is then a pointer load instead of an
+# attribute lookup through the type (about 130 instructions each, a dozen per trade). An
+# object of another type (a subclass) is read through ``getattr`` as before.
+cdef PyObject* TRADE = NULL
+cdef PyObject* WINDOWS = NULL
+cdef PyObject* WINDOW = NULL
+cdef Py_ssize_t T_TOKEN, T_WALLET, T_IS_BUY, T_NATIVE, T_AMOUNT, T_PRICE, T_VOLUME, T_TS
+cdef Py_ssize_t T_TX, T_EVENT
+cdef Py_ssize_t S_START, S_WALLETS, S_SIDES, S_DURATION
+# the slots of ``TokenWindows`` read here, by index into ``W``
+_WINDOWS_SLOTS = ("_longest_ms", "_late_ms", "newest_ms", "_keyset", "_pending", "_pending_ts",
+                  "_pending_keys", "_pending_sorted", "_prune_at", "_ts", "_px", "_nbuy",
+                  "_bvh", "_bvl", "_svh", "_svl", "_nvh", "_nvl", "_amh", "_aml", "_hstk",
+                  "_lstk", "windows", "_wprev", "_bprev", "_sprev", "_wmark", "_smark")
+cdef enum:
+    W_LONGEST, W_LATE, W_NEWEST, W_KEYSET, W_PENDING, W_PENDING_TS, W_PENDING_KEYS
+    W_PENDING_SORTED, W_PRUNE_AT, W_TS, W_PX, W_NBUY, W_BVH, W_BVL, W_SVH, W_SVL, W_NVH
+    W_NVL, W_AMH, W_AML, W_HSTK, W_LSTK, W_WINDOWS, W_WPREV, W_BPREV, W_SPREV, W_WMARK
+    W_SMARK, W_COUNT
+cdef Py_ssize_t W[W_COUNT]
+
+
+cdef Py_ssize_t _offset(object cls, str name) except -1:
+    descr = cls.__dict__.get(name)
+    if type(descr) is not MemberDescriptorType:
+        raise TypeError(f"{cls.__name__}.{name} is not a slot")
+    return (<PyMemberDescrObject*><PyObject*>descr).d_member.offset
+
+
+def bind(trade_type, windows_type, window_type):
+    """Take the slot offsets of the engine's classes (called once by ``core.windows``)."""
+    global TRADE, WINDOWS, WINDOW, T_TOKEN, T_WALLET, T_IS_BUY, T_NATIVE, T_AMOUNT, T_PRICE
+    global T_VOLUME, T_TS, T_TX, T_EVENT, S_START, S_WALLETS, S_SIDES, S_DURATION
+    assert len(_WINDOWS_SLOTS) == W_COUNT
+    T_TOKEN = _offset(trade_type, "token")
+    T_WALLET = _offset(trade_type, "wallet")
+    T_IS_BUY = _offset(trade_type, "is_buy")
+    T_NATIVE = _offset(trade_type, "native_amount")
+    T_AMOUNT = _offset(trade_type, "token_amount")
+    T_PRICE = _offset(trade_type, "price_usd")
+    T_VOLUME = _offset(trade_type, "volume_usd")
+    T_TS = _offset(trade_type, "ts_ms")
+    T_TX = _offset(trade_type, "tx_hash")
+    T_EVENT = _offset(trade_type, "event_index")
+    for i, name in enumerate(_WINDOWS_SLOTS):
+        W[i] = _offset(windows_type, name)
+    S_START = _offset(window_type, "start")
+    S_WALLETS = _offset(window_type, "wallets")
+    S_SIDES = _offset(window_type, "sides")
+    S_DURATION = _offset(window_type, "duration_ms")
+    TRADE, WINDOWS, WINDOW = <PyObject*>trade_type, <PyObject*>windows_type, <PyObject*>window_type
+
+
+def bound():
+    """Whether ``bind`` was called: the slots are then read directly."""
+    return TRADE != NULL
+
+
+cdef inline object _get(object o, PyObject* cls, Py_ssize_t offset, str name):
+    """``getattr(o, name)``: a load of the slot when ``o`` is exactly of the bound ``cls``."""
+    cdef PyObject* v
+    if <PyObject*>Py_TYPE(o) == cls:
+        v = (<PyObject**>((<char*><PyObject*>o) + offset))[0]
+        if v != NULL:
+            return <object>v
+    return getattr(o, name)
+
+
+cdef inline int _set(object o, PyObject* cls, Py_ssize_t offset, str name,
+                     object value) except -1:
+    """``setattr(o, name, value)``, storing into the slot when ``o`` is exactly of ``cls``."""
+    cdef PyObject** slot
+    cdef PyObject* old
+    if <PyObject*>Py_TYPE(o) == cls:
+        slot = <PyObject**>((<char*><PyObject*>o) + offset)
+        old = slot[0]
+        Py_INCREF(value)
+        slot[0] = <PyObject*>value
+        Py_XDECREF(old)
+    else:
+        setattr(o, name, value)
+    return 0
+
+
+cdef inline object _tw(object tw, int slot):
+    """``getattr(tw, _WINDOWS_SLOTS[slot])`` of a ``TokenWindows``."""
+    cdef PyObject* v
+    if <PyObject*>Py_TYPE(tw) == WINDOWS:
+        v = (<PyObject**>((<char*><PyObject*>tw) + W[slot]))[0]
+        if v != NULL:
+            return <object>v
+    return getattr(tw, _WINDOWS_SLOTS[slot])
+
+
+cdef inline int _tw_set(object tw, int slot, object value) except -1:
+    """``setattr(tw, _WINDOWS_SLOTS[slot], value)``."""
+    if <PyObject*>Py_TYPE(tw) == WINDOWS:
+        return _set(tw, WINDOWS, W[slot], "", value)
+    setattr(tw, _WINDOWS_SLOTS[slot], value)
+    return 0
+
 
 cdef long long SELL_UNIT = 1LL << 32
 cdef long long NO_PREV_SIDE = 1LL << 62
@@ -47,14 +162,17 @@ def append_rows(tw, list trades, list keys):
     cdef Py_ssize_t n = len(trades)
     if n == 0:
         return
-    cdef array.array ts = tw._ts, px = tw._px
-    cdef array.array bvh = tw._bvh, bvl = tw._bvl, svh = tw._svh, svl = tw._svl
-    cdef array.array nvh = tw._nvh, nvl = tw._nvl, amh = tw._amh, aml = tw._aml
-    cdef array.array nbuy = tw._nbuy
-    cdef array.array wprev = tw._wprev, wmark = tw._wmark, bprev = tw._bprev
-    cdef array.array sprev = tw._sprev, smark = tw._smark
+    cdef array.array ts = _tw(tw, W_TS), px = _tw(tw, W_PX)
+    cdef array.array bvh = _tw(tw, W_BVH), bvl = _tw(tw, W_BVL)
+    cdef array.array svh = _tw(tw, W_SVH), svl = _tw(tw, W_SVL)
+    cdef array.array nvh = _tw(tw, W_NVH), nvl = _tw(tw, W_NVL)
+    cdef array.array amh = _tw(tw, W_AMH), aml = _tw(tw, W_AML)
+    cdef array.array nbuy = _tw(tw, W_NBUY)
+    cdef array.array wprev = _tw(tw, W_WPREV), wmark = _tw(tw, W_WMARK)
+    cdef array.array bprev = _tw(tw, W_BPREV)
+    cdef array.array sprev = _tw(tw, W_SPREV), smark = _tw(tw, W_SMARK)
     cdef dict wlast = tw._wlast, blast = tw._blast, slast = tw._slast
-    cdef list hstk = tw._hstk, lstk = tw._lstk
+    cdef list hstk = _tw(tw, W_HSTK), lstk = _tw(tw, W_LSTK)
     cdef Py_ssize_t i0 = len(ts)
     tw._trades.extend(trades)
     tw._keys.extend(keys)
@@ -88,13 +206,13 @@ def append_rows(tw, list trades, list keys):
     for k in range(n):
         tr = trades[k]
         i = i0 + k
-        p = tr.price_usd
-        w = tr.wallet
-        tsd[i] = tr.ts_ms
+        p = _get(tr, TRADE, T_PRICE, "price_usd")
+        w = _get(tr, TRADE, T_WALLET, "wallet")
+        tsd[i] = _get(tr, TRADE, T_TS, "ts_ms")
         pxd[i] = p
-        x = tr.volume_usd
+        x = _get(tr, TRADE, T_VOLUME, "volume_usd")
         pos = i
-        if tr.is_buy:
+        if _get(tr, TRADE, T_IS_BUY, "is_buy"):
             _add_dd(&bh, &bl, x)
             nb += 1
             q = _mark_last(blast, w, pos)
@@ -114,10 +232,10 @@ def append_rows(tw, list trades, list keys):
         svhd[i + 1] = sh
         svld[i + 1] = sl
         nbd[i + 1] = nb
-        _add_dd(&nh, &nl, tr.native_amount)
+        _add_dd(&nh, &nl, _get(tr, TRADE, T_NATIVE, "native_amount"))
         nvhd[i + 1] = nh
         nvld[i + 1] = nl
-        _add_dd(&ah, &al, tr.token_amount)
+        _add_dd(&ah, &al, _get(tr, TRADE, T_AMOUNT, "token_amount"))
         amhd[i + 1] = ah
         amld[i + 1] = al
         q = _mark_last(wlast, w, pos)
@@ -160,9 +278,10 @@ def move_windows(tw, long long t_eval, Py_ssize_t e0):
     ``t_eval - duration``, and its distinct wallet / buyer / seller counts take in the
     entering trades (those whose previous trade of the same wallet, or wallet and side, is
     before the window's old start) and drop the marks its start passes."""
-    cdef array.array ts = tw._ts
-    cdef array.array wprev = tw._wprev, bprev = tw._bprev, sprev = tw._sprev
-    cdef array.array wmark = tw._wmark, smark = tw._smark
+    cdef array.array ts = _tw(tw, W_TS)
+    cdef array.array wprev = _tw(tw, W_WPREV), bprev = _tw(tw, W_BPREV)
+    cdef array.array sprev = _tw(tw, W_SPREV)
+    cdef array.array wmark = _tw(tw, W_WMARK), smark = _tw(tw, W_SMARK)
     cdef const long long* tsd = ts.data.as_longlongs
     cdef const long long* wp = wprev.data.as_longlongs
     cdef const long long* bp = bprev.data.as_longlongs
@@ -172,9 +291,9 @@ def move_windows(tw, long long t_eval, Py_ssize_t e0):
     cdef Py_ssize_t end = len(ts)
     cdef Py_ssize_t s_old, s_new, lo, hi, mid
     cdef long long cut, wallets, sides
-    for win in tw.windows:
-        s_old = win.start
-        cut = t_eval - <long long>win.duration_ms
+    for win in _tw(tw, W_WINDOWS):
+        s_old = _get(win, WINDOW, S_START, "start")
+        cut = t_eval - <long long>_get(win, WINDOW, S_DURATION, "duration_ms")
         lo, hi = s_old, end  # bisect_right(ts, cut, s_old)
         while lo < hi:
             mid = (lo + hi) >> 1
@@ -183,8 +302,8 @@ def move_windows(tw, long long t_eval, Py_ssize_t e0):
             else:
                 lo = mid + 1
         s_new = lo
-        wallets = win.wallets
-        sides = win.sides
+        wallets = _get(win, WINDOW, S_WALLETS, "wallets")
+        sides = _get(win, WINDOW, S_SIDES, "sides")
         if e0 < end:
             wallets += _count_below(wp, e0, end, s_old)
             sides += _count_below(bp, e0, end, s_old)
@@ -192,9 +311,9 @@ def move_windows(tw, long long t_eval, Py_ssize_t e0):
         if s_new > s_old:
             wallets -= _sum(wm, s_old, s_new)
             sides -= _sum(sm, s_old, s_new)
-        win.start = s_new
-        win.wallets = wallets
-        win.sides = sides
+        _set(win, WINDOW, S_START, "start", s_new)
+        _set(win, WINDOW, S_WALLETS, "wallets", wallets)
+        _set(win, WINDOW, S_SIDES, "sides", sides)
 
 
 def add_rows(dict tokens, list trades, list floors, new_token, Py_ssize_t pending_limit):
@@ -209,14 +328,14 @@ def add_rows(dict tokens, list trades, list floors, new_token, Py_ssize_t pendin
         raise ValueError(f"{n} trades but {len(floors)} floors")
     cdef dict applied = {}
     cdef long long n_applied = 0, n_duplicate = 0, n_late = 0
-    cdef long long t, floor, longest
+    cdef long long t, floor, longest, newest
     cdef Py_ssize_t k, size
     cdef PyObject* found
     cdef list pending
     cdef set keyset
     for k in range(n):
         trade = trades[k]
-        name = trade.token
+        name = _get(trade, TRADE, T_TOKEN, "token")
         found = PyDict_GetItem(tokens, name)
         if found == NULL:
             tw = new_token(name)
@@ -224,36 +343,37 @@ def add_rows(dict tokens, list trades, list floors, new_token, Py_ssize_t pendin
                 continue
         else:
             tw = <object>found
-        t_obj = trade.ts_ms
+        t_obj = _get(trade, TRADE, T_TS, "ts_ms")
         t = t_obj
         floor = floors[k]
-        longest = tw._longest_ms
-        if t <= <long long>tw._late_ms or t <= floor - longest:
+        longest = _tw(tw, W_LONGEST)
+        newest = _tw(tw, W_NEWEST)
+        if t <= <long long>_tw(tw, W_LATE) or t <= floor - longest:
             n_late += 1
-            if <long long>tw.newest_ms == NEVER:
+            if newest == NEVER:
                 del tokens[name]  # made for a late trade: holds nothing
             continue
-        tx_hash = trade.tx_hash
-        event_index = trade.event_index
+        tx_hash = _get(trade, TRADE, T_TX, "tx_hash")
+        event_index = _get(trade, TRADE, T_EVENT, "event_index")
         key = tx_hash if not event_index else (tx_hash, event_index)
-        keyset = tw._keyset
+        keyset = _tw(tw, W_KEYSET)
         size = len(keyset)
         keyset.add(key)
         if len(keyset) == size:
             n_duplicate += 1
             continue
-        pending = tw._pending
+        pending = _tw(tw, W_PENDING)
         pending.append(trade)
-        tw._pending_ts.append(t_obj)
-        tw._pending_keys.append(key)
-        if t >= <long long>tw.newest_ms:
-            tw.newest_ms = t_obj
-            tw._late_ms = t - longest
+        (<list>_tw(tw, W_PENDING_TS)).append(t_obj)
+        (<list>_tw(tw, W_PENDING_KEYS)).append(key)
+        if t >= newest:
+            _tw_set(tw, W_NEWEST, t_obj)
+            _tw_set(tw, W_LATE, t - longest)
         else:
-            tw._pending_sorted = False
-        if len(pending) >= <Py_ssize_t>tw._prune_at:
-            tw._prune(max(<long long>tw._late_ms, floor - longest))
-            tw._prune_at = max(pending_limit, 2 * len(tw._pending))
+            _tw_set(tw, W_PENDING_SORTED, False)
+        if len(pending) >= <Py_ssize_t>_tw(tw, W_PRUNE_AT):
+            tw._prune(max(<long long>_tw(tw, W_LATE), floor - longest))
+            _tw_set(tw, W_PRUNE_AT, max(pending_limit, 2 * len(_tw(tw, W_PENDING))))
         n_applied += 1
         found = PyDict_GetItem(applied, name)
         if found == NULL:
@@ -306,13 +426,15 @@ def window_stats(tw, win, t_eval, stats_type):
     """``TokenWindows._window_stats`` of a window holding trades (``win.start`` before the
     end), or None when one of its sums needs the exact re-summation (the caller then runs
     the Python code, which does it) or its token amounts sum to zero."""
-    cdef array.array ts = tw._ts, px = tw._px, nbuy = tw._nbuy
+    cdef array.array ts = _tw(tw, W_TS), px = _tw(tw, W_PX), nbuy = _tw(tw, W_NBUY)
     cdef const long long* tsd = ts.data.as_longlongs
     cdef const double* pxd = px.data.as_doubles
     cdef const long long* nbd = nbuy.data.as_longlongs
-    cdef array.array bvh = tw._bvh, bvl = tw._bvl, svh = tw._svh, svl = tw._svl
-    cdef array.array nvh = tw._nvh, nvl = tw._nvl, amh = tw._amh, aml = tw._aml
-    cdef Py_ssize_t end = len(ts), s = win.start
+    cdef array.array bvh = _tw(tw, W_BVH), bvl = _tw(tw, W_BVL)
+    cdef array.array svh = _tw(tw, W_SVH), svl = _tw(tw, W_SVL)
+    cdef array.array nvh = _tw(tw, W_NVH), nvl = _tw(tw, W_NVL)
+    cdef array.array amh = _tw(tw, W_AMH), aml = _tw(tw, W_AML)
+    cdef Py_ssize_t end = len(ts), s = _get(win, WINDOW, S_START, "start")
     if s >= end:
         return None
     cdef long long buys = nbd[end] - nbd[s]
@@ -331,13 +453,14 @@ def window_stats(tw, win, t_eval, stats_type):
     cdef double total = bv + sv
     cdef double last_price = pxd[end - 1]
     cdef double start_price = pxd[s - 1] if s > 0 else pxd[s]
-    cdef long long sides = win.sides
+    cdef long long sides = _get(win, WINDOW, S_SIDES, "sides")
     cdef long long sellers = sides // SELL_UNIT, buyers = sides % SELL_UNIT
-    cdef list hstk = tw._hstk, lstk = tw._lstk
+    cdef list hstk = _tw(tw, W_HSTK), lstk = _tw(tw, W_LSTK)
     cdef double high = pxd[<Py_ssize_t>hstk[_first_at_or_after(hstk, s)]]
     cdef double low = pxd[<Py_ssize_t>lstk[_first_at_or_after(lstk, s)]]
     return stats_type(
-        buys, n - buys, n, bv, sv, total, nv, win.wallets, buyers, sellers, start_price,
+        buys, n - buys, n, bv, sv, total, nv, _get(win, WINDOW, S_WALLETS, "wallets"),
+        buyers, sellers, start_price,
         last_price, high, low, (last_price - start_price) / start_price * 100.0, total / am,
         tsd[s], tsd[end - 1], t_eval,
     )

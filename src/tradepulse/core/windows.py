@@ -864,3 +864,16 @@ class TokenWindows:
             win.start -= cut
         self._end -= cut
         self._seq0 += cut
+
+
+def _bind_kernels() -> None:
+    """Give the compiled kernels the slot offsets of the classes they read (they then load
+    a slot directly instead of looking the attribute up through the type)."""
+    try:
+        from tradepulse.core._kernels import bind
+    except ImportError:
+        return
+    bind(Trade, TokenWindows, _Window)
+
+
+_bind_kernels()
