@@ -4,7 +4,9 @@
 * ``append_rows``: ``TokenWindows._append_loop`` (a token's trades appended to its columns);
 * ``move_windows``: the window moves of ``TokenWindows.advance``;
 * ``add_rows``: the loop of ``Market.add_all`` (``TokenWindows.add`` of each trade);
-* ``window_stats``: ``TokenWindows._window_stats`` (None when a sum needs ``math.fsum``).
+* ``window_stats``: ``TokenWindows._window_stats`` (None when a sum needs ``math.fsum``);
+* ``minute_runs``: the reduction of ``BarBuilder.add_many`` (``core.bars``): a token's
+  trades cut into runs of one minute, each summed exactly (integers scaled by 2**1074).
 
 Each does the Python code's steps in the same order on the same columns, so every column,
 count and statistic is bit for bit what the Python code gives (the double-double sums are
@@ -18,6 +20,7 @@ from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.object cimport PyObject, Py_TYPE
 from cpython.list cimport PyList_GET_SIZE
 from cpython.ref cimport Py_INCREF, Py_XDECREF
+from libc.string cimport memset
 
 
 cdef extern from "Python.h":
@@ -464,3 +467,145 @@ def window_stats(tw, win, t_eval, stats_type):
         last_price, high, low, (last_price - start_price) / start_price * 100.0, total / am,
         tsd[s], tsd[end - 1], t_eval,
     )
+
+
+# --- bars: a token's trades reduced a run of one minute at a time (``core.bars``) ---
+
+cdef extern from *:
+    """
+    static inline unsigned long long tp_bits(double x) {
+        unsigned long long b; memcpy(&b, &x, sizeof b); return b;
+    }
+    """
+    unsigned long long tp_bits(double x) noexcept nogil
+
+# Every finite double is an integer multiple of 2**-1074; scaled by 2**1074 it is an integer
+# of at most 2098 bits (``core.bars._exact``). A sum of such integers is kept exactly in
+# 32-bit pieces held in 64-bit limbs (limb ``i`` counts units of 2**(32 i)), added without
+# carries (each addition is below 2**32, so 2**30 of them cannot overflow a limb) and made
+# one Python integer at the end of the run.
+cdef enum:
+    LIMBS = 68
+cdef long long MASK32 = 0xFFFFFFFF
+
+
+cdef struct Exact:
+    long long limb[LIMBS]
+    int lo
+    int hi
+
+
+cdef inline void _exact_clear(Exact* acc) noexcept:
+    memset(acc.limb, 0, sizeof(acc.limb))
+    acc.lo = LIMBS
+    acc.hi = -1
+
+
+cdef inline bint _exact_add(Exact* acc, double x) noexcept:
+    """``acc += x * 2**1074``; False when ``x`` is not finite."""
+    cdef unsigned long long bits = tp_bits(x)
+    cdef int e = <int>((bits >> 52) & 0x7FF)
+    cdef unsigned long long m = bits & 0xFFFFFFFFFFFFF
+    cdef long long sign = -1 if bits >> 63 else 1
+    cdef int s, k, r
+    cdef unsigned long long lo_part, hi_part
+    if e == 0x7FF:
+        return False
+    if e == 0:  # zero or subnormal: m * 2**-1074
+        s = 0
+    else:  # (m + 2**52) * 2**(e - 1075)
+        m |= 1ULL << 52
+        s = e - 1
+    k = s >> 5
+    r = s & 31
+    lo_part = (m & MASK32) << r  # below 2**63
+    hi_part = (m >> 32) << r  # below 2**52
+    acc.limb[k] += sign * <long long>(lo_part & MASK32)
+    acc.limb[k + 1] += sign * <long long>((lo_part >> 32) + (hi_part & MASK32))
+    acc.limb[k + 2] += sign * <long long>(hi_part >> 32)
+    if k < acc.lo:
+        acc.lo = k
+    if k + 2 > acc.hi:
+        acc.hi = k + 2
+    return True
+
+
+cdef object _exact_int(Exact* acc):
+    """The exact sum as a Python integer (scaled by 2**1074)."""
+    if acc.hi < 0:
+        return 0
+    cdef int n = acc.hi - acc.lo + 1
+    cdef bytearray out = bytearray(4 * n)
+    cdef unsigned char* p = out
+    cdef long long carry = 0, v
+    cdef unsigned long long piece
+    cdef int i, j
+    for i in range(n):
+        v = acc.limb[acc.lo + i] + carry
+        piece = <unsigned long long>v & MASK32
+        carry = (v - <long long>piece) >> 32  # exact: v - piece is a multiple of 2**32
+        for j in range(4):
+            p[4 * i + j] = <unsigned char>((piece >> (8 * j)) & 0xFF)
+    total = int.from_bytes(out, "little") + ((<object>carry) << (32 * n))
+    return total << (32 * acc.lo)
+
+
+def minute_runs(list trades, token):
+    """``BarBuilder.add_many``'s reduction: ``trades`` (of ``token``, in order) cut into
+    runs of one minute (consecutive trades whose ``ts_ms - ts_ms % 60_000`` is the same),
+    each reduced to ``(start, trades, first_ms, open, last_ms, close, high, low, amount,
+    bought, sold)``: open is the price of the first trade with the earliest time, close that
+    of the last one with the latest time (what ``_Minute.add`` one trade at a time leaves),
+    the sums exact integers scaled by 2**1074 (``_exact``). Returns the runs and the index
+    of the first trade of another token (-1: none; the runs stop before it), or None when an
+    amount is not finite (the caller then runs the Python code)."""
+    cdef Py_ssize_t n = len(trades), k, first = -1
+    cdef list runs = []
+    cdef Exact amount, bought, sold
+    cdef long long ts, start = 0, run_start = 0, first_ms = 0, last_ms = 0, count = 0
+    cdef double price, open_ = 0.0, close = 0.0, high = 0.0, low = 0.0
+    cdef bint ok
+    _exact_clear(&amount)
+    _exact_clear(&bought)
+    _exact_clear(&sold)
+    for k in range(n):
+        tr = trades[k]
+        name = _get(tr, TRADE, T_TOKEN, "token")
+        if name is not token and name != token:
+            first = k
+            break
+        ts = _get(tr, TRADE, T_TS, "ts_ms")
+        price = _get(tr, TRADE, T_PRICE, "price_usd")
+        start = ts - ts % 60000
+        if count and start != run_start:
+            runs.append((run_start, count, first_ms, open_, last_ms, close, high, low,
+                         _exact_int(&amount), _exact_int(&bought), _exact_int(&sold)))
+            _exact_clear(&amount)
+            _exact_clear(&bought)
+            _exact_clear(&sold)
+            count = 0
+        if count == 0:
+            run_start = start
+            first_ms = last_ms = ts
+            open_ = close = high = low = price
+        else:
+            if ts < first_ms:
+                first_ms, open_ = ts, price
+            if ts >= last_ms:
+                last_ms, close = ts, price
+            if price > high:
+                high = price
+            elif price < low:
+                low = price
+        count += 1
+        ok = _exact_add(&amount, _get(tr, TRADE, T_AMOUNT, "token_amount"))
+        if _get(tr, TRADE, T_IS_BUY, "is_buy"):
+            ok = _exact_add(&bought, _get(tr, TRADE, T_VOLUME, "volume_usd")) and ok
+        else:
+            ok = _exact_add(&sold, _get(tr, TRADE, T_VOLUME, "volume_usd")) and ok
+        if not ok:
+            return None
+    if count:
+        runs.append((run_start, count, first_ms, open_, last_ms, close, high, low,
+                     _exact_int(&amount), _exact_int(&bought), _exact_int(&sold)))
+    return runs, first

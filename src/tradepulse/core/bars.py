@@ -3,7 +3,7 @@ and ``BarBuilder``, which makes them from one token's trades (pure: time is pass
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from heapq import heappop, heappush
 from math import fsum
 
@@ -97,6 +97,24 @@ def _exact_sum(values: list[float]) -> int:
 #: (``_Minute.extend``); shorter ones one trade at a time.
 _RUN_VECTOR_MIN = 16
 
+#: A run: ``(start, trades, first_ms, open, last_ms, close, high, low, amount, bought,
+#: sold)``, the sums as ``_exact`` integers.
+_Run = tuple[TsMs, int, TsMs, float, TsMs, float, float, float, int, int, int]
+_MinuteRuns = Callable[[list[Trade], TokenId], "tuple[list[_Run], int] | None"]
+
+
+def _compiled_runs() -> _MinuteRuns | None:
+    """The compiled reduction of ``BarBuilder.add_many`` (``_kernels.minute_runs``), or
+    None where the extension is not built (the Python code then runs: the same results)."""
+    try:
+        from tradepulse.core._kernels import minute_runs
+    except ImportError:
+        return None
+    return minute_runs
+
+
+_minute_runs = _compiled_runs()
+
 
 class _Minute:
     """The trades of one minute, reduced to what a bar needs, kept exact.
@@ -122,6 +140,34 @@ class _Minute:
         self.buys, self.sells = (usd, 0) if trade.is_buy else (0, usd)
         self.sent = -1  # revision last emitted; -1: never
         self.bar: Bar | None = None  # cache of the current content (revision 0)
+
+    @classmethod
+    def of_run(cls, run: _Run) -> _Minute:
+        """The minute of one reduced run (what ``_Minute(first)`` and ``extend`` of the
+        rest give)."""
+        self = cls.__new__(cls)
+        (_, self.trades, self.first_ms, self.open, self.last_ms, self.close, self.high,
+         self.low, self.amount, self.buys, self.sells) = run  # fmt: skip
+        self.sent = -1
+        self.bar = None
+        return self
+
+    def merge(self, run: _Run) -> None:
+        """``extend`` by the trades of a reduced run, with the same result: the open is
+        taken when the run's earliest time is earlier, the close when its latest is not
+        earlier (as ``add`` one at a time does)."""
+        _, count, first_ms, open_, last_ms, close, high, low, amount, bought, sold = run
+        if first_ms < self.first_ms:
+            self.first_ms, self.open = first_ms, open_
+        if last_ms >= self.last_ms:
+            self.last_ms, self.close = last_ms, close
+        self.high = max(self.high, high)
+        self.low = min(self.low, low)
+        self.amount += amount
+        self.buys += bought
+        self.sells += sold
+        self.trades += count
+        self.bar = None
 
     def add(self, trade: Trade) -> None:
         ts, price = trade.ts_ms, trade.price_usd
@@ -302,6 +348,16 @@ class BarBuilder:
 
         Raises ``ValueError`` for a trade of another token (those before it are filed)."""
         token = self.token
+        if _minute_runs is not None and type(trades) is list:
+            reduced = _minute_runs(trades, token)
+            if reduced is not None:  # None: an amount not finite, left to the Python code
+                runs, foreign = reduced
+                for reduced_run in runs:
+                    self._file_run(reduced_run)
+                if foreign >= 0:
+                    other = trades[foreign].token
+                    raise ValueError(f"trade of token {other!r} given to bars of {token!r}")
+                return
         run: list[Trade] = []
         run_start = NEVER
         for trade in trades:
@@ -330,6 +386,21 @@ class BarBuilder:
                 minute.extend(trades[1:])
         else:
             minute.extend(trades)
+            if start < self._final_before_ms:
+                self._unsent.add(start)
+
+    def _file_run(self, run: _Run) -> None:
+        """``_file`` of a run reduced by ``_kernels.minute_runs``."""
+        start = run[0]
+        if start <= self._clock_ms - self.horizon_ms:
+            return
+        minute = self._minutes.get(start)
+        if minute is None:
+            self._minutes[start] = _Minute.of_run(run)
+            heappush(self._order, start)
+            (self._live if start >= self._final_before_ms else self._unsent).add(start)
+        else:
+            minute.merge(run)
             if start < self._final_before_ms:
                 self._unsent.add(start)
 
