@@ -1,0 +1,3 @@
+from typing import Any
+
+def pack_command(command: tuple[Any, ...]) -> bytes: ...
