@@ -160,5 +160,6 @@ def held(builder: BarBuilder) -> dict[int, tuple[Any, ...]]:
 def test_where_a_c_compiler_exists_the_bars_kernel_is_in_use() -> None:
     import tradepulse.core.windows as windows_mod
 
-    if windows_mod._KERNELS is not None:  # the extension built: this kernel is in it
-        assert bars_mod._minute_runs is not None
+    if windows_mod._KERNELS is None:
+        pytest.skip("the extension is not built here: the bars run their Python code")
+    assert bars_mod._minute_runs is not None, "the extension built without minute_runs"

@@ -333,13 +333,10 @@ class BarBuilder:
             return AddResult.LATE
         minute = self._minutes.get(start)
         if minute is None:
-            self._minutes[start] = _Minute(trade)
-            heappush(self._order, start)
-            (self._live if start >= self._final_before_ms else self._unsent).add(start)
+            self._hold(start, _Minute(trade))
         else:
             minute.add(trade)
-            if start < self._final_before_ms:
-                self._unsent.add(start)
+            self._changed(start)
         return AddResult.APPLIED
 
     def add_many(self, trades: Sequence[Trade]) -> None:
@@ -379,15 +376,13 @@ class BarBuilder:
             return
         minute = self._minutes.get(start)
         if minute is None:
-            minute = self._minutes[start] = _Minute(trades[0])
-            heappush(self._order, start)
-            (self._live if start >= self._final_before_ms else self._unsent).add(start)
+            minute = _Minute(trades[0])
             if len(trades) > 1:
                 minute.extend(trades[1:])
+            self._hold(start, minute)
         else:
             minute.extend(trades)
-            if start < self._final_before_ms:
-                self._unsent.add(start)
+            self._changed(start)
 
     def _file_run(self, run: _Run) -> None:
         """``_file`` of a run reduced by ``_kernels.minute_runs``."""
@@ -396,13 +391,21 @@ class BarBuilder:
             return
         minute = self._minutes.get(start)
         if minute is None:
-            self._minutes[start] = _Minute.of_run(run)
-            heappush(self._order, start)
-            (self._live if start >= self._final_before_ms else self._unsent).add(start)
+            self._hold(start, _Minute.of_run(run))
         else:
             minute.merge(run)
-            if start < self._final_before_ms:
-                self._unsent.add(start)
+            self._changed(start)
+
+    def _hold(self, start: TsMs, minute: _Minute) -> None:
+        """Keep a new minute: in the forget order, live, or unsent when already final."""
+        self._minutes[start] = minute
+        heappush(self._order, start)
+        (self._live if start >= self._final_before_ms else self._unsent).add(start)
+
+    def _changed(self, start: TsMs) -> None:
+        """A held minute took trades: a final one is emitted again (next revision)."""
+        if start < self._final_before_ms:
+            self._unsent.add(start)
 
     def advance(self, now_ms: TsMs) -> list[Bar]:
         """Move ``T`` to ``max(T, now_ms)``; return the bars to emit, oldest first."""
