@@ -36,6 +36,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from tradepulse import metrics
 from tradepulse.adapters.redis_packed import as_dict, execute_packed
+from tradepulse.adapters.wire import compiled_line_rows
 from tradepulse.core.alerts import Alert
 from tradepulse.core.bars import Bar
 from tradepulse.core.errors import StoreUnavailableError
@@ -206,6 +207,16 @@ def _rebuild(token: TokenId, specs: tuple[WindowSpec, ...], reply: Any) -> Resto
     state = _bars_state_decoder.decode(raw_state) if raw_state else None
     scan = _scan_decoder.decode(raw_scan) if raw_scan else None
     return Restored(windows, state, scan)
+
+
+def _line_rows_py(trades: Iterable[Trade]) -> list[tuple[object, ...]]:
+    """The row of each trade in its token's list (the fields of ``StoredTrade``)."""
+    return [(t.ts_ms, t.wallet, t.is_buy, t.native_amount, t.token_amount, t.price_usd,
+             t.tx_hash, t.event_index) for t in trades]  # fmt: skip
+
+
+#: ``_line_rows_py`` compiled (``adapters/_wire.pyx``) where it is built
+_line_rows = compiled_line_rows or _line_rows_py
 
 
 def _rfc3339(ts_ms: TsMs) -> str:
@@ -400,11 +411,7 @@ class RedisStore:
         for name, stats in update.stats.items():
             args += [name, view.starts[name], _encoder.encode(stats)]
         # each line as ``StoredTrade`` encodes (an array of its fields), in one call
-        args.append(_encoder.encode_lines([
-            (t.ts_ms, t.wallet, t.is_buy, t.native_amount, t.token_amount, t.price_usd,
-             t.tx_hash, t.event_index)
-            for t in view.trades
-        ])[:-1])  # fmt: skip
+        args.append(_encoder.encode_lines(_line_rows(view.trades))[:-1])
         return args
 
     def read_trades(self, token: TokenId) -> tuple[int, list[Trade]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from sys import intern
 from typing import Annotated
@@ -170,8 +170,27 @@ def _convert(
     rejected: list[tuple[int, InvalidTradeError]],
 ) -> None:
     """``to_trade`` of each wire trade, appended to ``trades``, or its error with its index
-    (``len(trades) + len(rejected)`` before it) to ``rejected``. One loop for a batch: the
-    per-trade work is inline."""
+    (``len(trades) + len(rejected)`` before it) to ``rejected``: in the compiled loop
+    (``_wire.convert``) where it is built, which converts the usual trade itself and hands
+    any other to ``_convert_loop``; else in ``_convert_loop``."""
+    if _compiled_convert is None:
+        _convert_loop(wires, now_ms, max_future_skew_ms, trades, rejected)
+        return
+
+    def slow(wire: WireTrade) -> None:
+        _convert_loop((wire,), now_ms, max_future_skew_ms, trades, rejected)
+
+    _compiled_convert(wires, now_ms + max_future_skew_ms, trades, slow)
+
+
+def _convert_loop(
+    wires: Iterable[WireTrade],
+    now_ms: TsMs,
+    max_future_skew_ms: int,
+    trades: list[Trade],
+    rejected: list[tuple[int, InvalidTradeError]],
+) -> None:
+    """``_convert`` in Python: one loop for a batch, the per-trade work inline."""
     append = trades.append
     latest_ms = now_ms + max_future_skew_ms
     inf = math.inf
@@ -204,6 +223,22 @@ def _convert(
             ))  # fmt: skip
         except InvalidTradeError as exc:
             rejected.append((len(trades) + len(rejected), exc))
+
+
+def _bind_compiled() -> tuple[ConvertKernel | None, RowsKernel | None]:
+    """The compiled ``convert`` and ``line_rows`` (``adapters/_wire.pyx``), given the slot
+    offsets of ``WireTrade`` and ``Trade``; ``(None, None)`` where the module is not built."""
+    try:
+        from tradepulse.adapters import _wire
+    except ImportError:
+        return None, None
+    _wire.bind(WireTrade, Trade, EPOCH_SECONDS_LIMIT)
+    return _wire.convert, _wire.line_rows
+
+
+ConvertKernel = Callable[[Iterable[WireTrade], int, list[Trade], Callable[[WireTrade], None]], None]
+RowsKernel = Callable[[Iterable[Trade]], list[tuple[object, ...]]]
+_compiled_convert, compiled_line_rows = _bind_compiled()
 
 
 def encode_trade(trade: Trade) -> bytes:
