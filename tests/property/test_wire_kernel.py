@@ -9,6 +9,7 @@ for a subclass of ``Trade``."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -110,7 +111,7 @@ def test_usual_trades_take_the_compiled_path_and_are_interned() -> None:
         (False, 1_700_000_000_000, 1.0),
     ]
     made = "".join(["TO", "KX"])  # a string equal to the token, not the same object
-    assert trades[0].token is __import__("sys").intern(made)
+    assert trades[0].token is sys.intern(made)
     assert trades[0].wallet is trades[1].wallet
 
 

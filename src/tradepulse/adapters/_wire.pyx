@@ -2,7 +2,7 @@
 """Compiled steps of the wire module (``tradepulse.adapters.wire``) and of the Redis store's
 trade lines (``tradepulse.adapters.redis_store``).
 
-* ``convert``: the loop of ``wire._convert`` (each decoded ``WireTrade`` made a ``Trade``)
+* ``convert``: the loop of ``wire._convert`` as ``decode_many`` runs it (each decoded ``WireTrade`` made a ``Trade``)
   for the usual trade: side exactly ``buy`` or ``sell``, ``trans_time`` an integer >= 0
   of 64 bits, not later than the future-time limit, and a finite USD volume. Any other
   trade is handed to the Python code (``slow``), which converts or rejects it as before;
@@ -80,11 +80,6 @@ def bind(wire_type, trade_type, long long epoch_seconds_limit):
     WIRE, TRADE = <PyObject*>wire_type, <PyObject*>trade_type
 
 
-def bound():
-    """Whether ``bind`` was called."""
-    return WIRE != NULL
-
-
 cdef inline PyObject* _slot(object o, Py_ssize_t offset) noexcept:
     return (<PyObject**>((<char*><PyObject*>o) + offset))[0]
 
@@ -99,7 +94,7 @@ cdef inline object _interned(PyObject* s):
 
 
 def convert(wires, long long latest_ms, list trades, slow):
-    """``wire._convert(wires, ...)``: each usual trade of ``wires`` made a ``Trade`` and
+    """``wire._convert`` of ``wires`` (as ``wire.decode_many`` calls it): each usual trade of ``wires`` made a ``Trade`` and
     appended to ``trades``; any other wire trade passed to ``slow`` (which appends its
     ``Trade`` or its error, in order). ``latest_ms`` is now plus the allowed skew. An error
     raised while iterating ``wires`` (a value msgspec refused) is raised from here."""

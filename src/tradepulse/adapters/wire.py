@@ -131,9 +131,17 @@ def decode_many(
     rejected: list[tuple[int, InvalidTradeError]] = []
     remaining = iter(values)
     decode = _decoder.decode
+
+    def slow(wire: WireTrade) -> None:  # what the compiled loop leaves to ``_convert``
+        _convert((wire,), now_ms, max_future_skew_ms, trades, rejected)
+
     while True:
         try:
-            _convert(map(decode, remaining), now_ms, max_future_skew_ms, trades, rejected)
+            if _compiled_convert is None:
+                _convert(map(decode, remaining), now_ms, max_future_skew_ms, trades, rejected)
+            else:  # the usual trade converted in compiled code, any other by ``slow``
+                _compiled_convert(map(decode, remaining), now_ms + max_future_skew_ms, trades,
+                                  slow)  # fmt: skip
         except msgspec.MsgspecError as exc:  # ``map`` had taken the value: the rest follows
             rejected.append((len(trades) + len(rejected), _translate(exc)))
             continue
@@ -170,27 +178,8 @@ def _convert(
     rejected: list[tuple[int, InvalidTradeError]],
 ) -> None:
     """``to_trade`` of each wire trade, appended to ``trades``, or its error with its index
-    (``len(trades) + len(rejected)`` before it) to ``rejected``: in the compiled loop
-    (``_wire.convert``) where it is built, which converts the usual trade itself and hands
-    any other to ``_convert_loop``; else in ``_convert_loop``."""
-    if _compiled_convert is None:
-        _convert_loop(wires, now_ms, max_future_skew_ms, trades, rejected)
-        return
-
-    def slow(wire: WireTrade) -> None:
-        _convert_loop((wire,), now_ms, max_future_skew_ms, trades, rejected)
-
-    _compiled_convert(wires, now_ms + max_future_skew_ms, trades, slow)
-
-
-def _convert_loop(
-    wires: Iterable[WireTrade],
-    now_ms: TsMs,
-    max_future_skew_ms: int,
-    trades: list[Trade],
-    rejected: list[tuple[int, InvalidTradeError]],
-) -> None:
-    """``_convert`` in Python: one loop for a batch, the per-trade work inline."""
+    (``len(trades) + len(rejected)`` before it) to ``rejected``. One loop for a batch: the
+    per-trade work is inline."""
     append = trades.append
     latest_ms = now_ms + max_future_skew_ms
     inf = math.inf
@@ -225,6 +214,10 @@ def _convert_loop(
             rejected.append((len(trades) + len(rejected), exc))
 
 
+ConvertKernel = Callable[[Iterable[WireTrade], int, list[Trade], Callable[[WireTrade], None]], None]
+RowsKernel = Callable[[Iterable[Trade]], list[tuple[object, ...]]]
+
+
 def _bind_compiled() -> tuple[ConvertKernel | None, RowsKernel | None]:
     """The compiled ``convert`` and ``line_rows`` (``adapters/_wire.pyx``), given the slot
     offsets of ``WireTrade`` and ``Trade``; ``(None, None)`` where the module is not built."""
@@ -236,8 +229,6 @@ def _bind_compiled() -> tuple[ConvertKernel | None, RowsKernel | None]:
     return _wire.convert, _wire.line_rows
 
 
-ConvertKernel = Callable[[Iterable[WireTrade], int, list[Trade], Callable[[WireTrade], None]], None]
-RowsKernel = Callable[[Iterable[Trade]], list[tuple[object, ...]]]
 _compiled_convert, compiled_line_rows = _bind_compiled()
 
 
