@@ -609,3 +609,71 @@ def minute_runs(list trades, token):
         runs.append((run_start, count, first_ms, open_, last_ms, close, high, low,
                      _exact_int(&amount), _exact_int(&bought), _exact_int(&sold)))
     return runs, first
+
+
+# --- the batch's columns and the event clock's floors ----------------------------------------
+
+from cpython.object cimport PyObject_RichCompareBool, Py_GT, Py_LE
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.list cimport PyList_GET_ITEM
+
+
+cdef PyObject* INT = <PyObject*>int
+
+
+cdef inline int _cmp(object a, object b, int op) except -1:
+    """``a > b`` (``Py_GT``) or ``a <= b`` (``Py_LE``): in C for two ``int`` of 64 bits."""
+    cdef int oa = 1, ob = 1
+    cdef long long x, y
+    if <PyObject*>Py_TYPE(a) == INT and <PyObject*>Py_TYPE(b) == INT:
+        x = PyLong_AsLongLongAndOverflow(a, &oa)
+        y = PyLong_AsLongLongAndOverflow(b, &ob)
+        if not oa and not ob:
+            return x > y if op == Py_GT else x <= y
+    return PyObject_RichCompareBool(a, b, op)
+
+
+def observe_floors(dict newest, watermark, list partitions, list times, observe):
+    """``EventClock.observe_all``'s loop: ``newest`` is the clock's newest time per
+    partition read, ``watermark`` its watermark; a trade that may move the watermark is
+    handed to ``observe(partition, time)``, which returns the new watermark. Returns the
+    watermark right after each trade."""
+    cdef Py_ssize_t n = len(partitions), k
+    cdef PyObject* found
+    cdef list out
+    if len(times) != n:
+        raise ValueError(f"{n} partitions but {len(times)} times")
+    out = [None] * n
+    for k in range(n):
+        p = <object>PyList_GET_ITEM(partitions, k)
+        ts = <object>PyList_GET_ITEM(times, k)
+        found = PyDict_GetItem(newest, p)
+        if found == NULL:
+            watermark = observe(p, ts)
+        elif _cmp(ts, <object>found, Py_GT):
+            if _cmp(<object>found, watermark, Py_LE):  # the watermark may move
+                watermark = observe(p, ts)
+            else:  # the partition was ahead of the watermark: only its time moves
+                PyDict_SetItem(newest, p, ts)
+        out[k] = watermark
+    return out
+
+
+def batch_columns(list trades, list partitions, dict known):
+    """The columns of a batch's trades that the worker needs before applying them:
+    ``([t.ts_ms for t in trades], {t.token for t in trades}, {t.token: p for p, t in
+    zip(partitions, trades) if t.token not in known})``."""
+    cdef Py_ssize_t n = len(trades), k
+    if len(partitions) != n:
+        raise ValueError(f"{n} trades but {len(partitions)} partitions")
+    cdef list times = [None] * n
+    cdef set tokens = set()
+    cdef dict new = {}
+    for k in range(n):
+        trade = <object>PyList_GET_ITEM(trades, k)
+        times[k] = _get(trade, TRADE, T_TS, "ts_ms")
+        name = _get(trade, TRADE, T_TOKEN, "token")
+        tokens.add(name)
+        if PyDict_GetItem(known, name) == NULL:
+            PyDict_SetItem(new, name, <object>PyList_GET_ITEM(partitions, k))
+    return times, tokens, new

@@ -15,11 +15,28 @@ The wall clock reads system time and therefore lives in ``tradepulse.adapters.cl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tradepulse.core.types import TsMs
 
 NEVER: TsMs = -(1 << 62)
+
+_ObserveFloors = Callable[
+    [dict[int, TsMs], TsMs, list[int], list[TsMs], Callable[[int, TsMs], TsMs]], list[TsMs]
+]
+
+
+def _compiled_floors() -> _ObserveFloors | None:
+    """``EventClock.observe_all``'s loop compiled (``_kernels.observe_floors``), or None
+    where the extension is not built (the Python loop then runs: the same floors)."""
+    try:
+        from tradepulse.core._kernels import observe_floors
+    except ImportError:
+        return None
+    return observe_floors
+
+
+_observe_floors = _compiled_floors()
 
 
 class EventClock:
@@ -81,6 +98,9 @@ class EventClock:
     def observe_all(self, partitions: Sequence[int], times_ms: Sequence[TsMs]) -> list[TsMs]:
         """``observe`` each ``(partition, time)`` in order; returns ``now_ms()`` right after
         each one (the floor of each trade of a batch), in one call."""
+        if _observe_floors is not None and type(partitions) is list and type(times_ms) is list:
+            return _observe_floors(self._newest, self._watermark, partitions, times_ms,
+                                   self._observe_then_now)  # fmt: skip
         newest = self._newest
         watermark = self._watermark
         out: list[TsMs] = []
@@ -95,6 +115,10 @@ class EventClock:
                     newest[partition] = ts_ms
             append(watermark)
         return out
+
+    def _observe_then_now(self, partition: int, ts_ms: TsMs) -> TsMs:
+        self.observe(partition, ts_ms)
+        return self._watermark
 
     def assign(self, partitions: tuple[int, ...], topic: tuple[int, ...] | None = None) -> None:
         """Replace the set of partitions read (keeps what was seen of those still read);

@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from tradepulse.core.clock import NEVER
 from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
 from tradepulse.core.windows import AddResult, TokenWindows, WindowSpec, WindowStats, add_rows
+
+_Columns = tuple[list[TsMs], set[TokenId], dict[TokenId, int]]
+_ColumnsKernel = Callable[[list[Trade], list[int], dict[TokenId, TokenWindows]], _Columns]
+
+
+def _compiled_columns() -> _ColumnsKernel | None:
+    """``batch_columns`` compiled (``_kernels.batch_columns``), or None where the extension
+    is not built."""
+    try:
+        from tradepulse.core._kernels import batch_columns as compiled
+    except ImportError:
+        return None
+    return compiled
+
+
+_batch_columns_c = _compiled_columns()
+
+
+def batch_columns(
+    trades: Sequence[Trade], partitions: Sequence[int], known: dict[TokenId, TokenWindows]
+) -> _Columns:
+    """What the worker needs of a batch's trades before applying them (``partitions[i]``:
+    where ``trades[i]`` was read), in one pass: every trade's time, the tokens traded, and
+    the tokens not in ``known``, each with the partition of its last trade."""
+    if _batch_columns_c is not None and type(trades) is list and type(partitions) is list:
+        return _batch_columns_c(trades, partitions, known)
+    if len(trades) != len(partitions):
+        raise ValueError(f"{len(trades)} trades but {len(partitions)} partitions")
+    new = {t.token: p for p, t in zip(partitions, trades, strict=True) if t.token not in known}
+    return [t.ts_ms for t in trades], {t.token for t in trades}, new
 
 
 def shard_of(token: TokenId, shards: int) -> int:

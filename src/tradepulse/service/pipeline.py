@@ -30,10 +30,9 @@ from tradepulse.adapters.wire import decode_many
 from tradepulse.core.bars import DEFAULT_GRACE_MS, MINUTE_MS
 from tradepulse.core.clock import NEVER
 from tradepulse.core.errors import BrokerError, InvalidTradeError, StoreUnavailableError
-from tradepulse.core.market import Market
+from tradepulse.core.market import Market, batch_columns
 from tradepulse.core.rules import Rule
 from tradepulse.core.tokenbars import TokenBars
-from tradepulse.core.trade import Trade
 from tradepulse.core.types import TokenId, TsMs
 from tradepulse.core.windows import TokenWindows, WindowSpec
 from tradepulse.service.scanning import Scans
@@ -206,14 +205,14 @@ class Pipeline:
             if span.is_recording():
                 span.set_attribute("tradepulse.rejected", len(rejected))
         with tracing.span("batch.apply"):
-            self._restore_new(partitions, trades)
-            floors = self.clock.observe_all(partitions, [t.ts_ms for t in trades])
+            times, touched, new = batch_columns(trades, partitions, self.market.tokens)
+            self._restore_new(new)
+            floors = self.clock.observe_all(partitions, times)
             applied = self.market.add_all(trades, floors)
             if self.bars_enabled:
                 bars = self.bars
                 for token, token_trades in applied.items():
                     (bars.get(token) or self._new_bars(token)).add_many(token_trades)
-            touched = {t.token for t in trades}
             if self.dead_letters.flush():
                 raise BrokerError("dead-letter messages were not acknowledged")
         return AppliedBatch(touched, batch.next_offsets(), now)
@@ -362,14 +361,10 @@ class Pipeline:
                 for trade in trades:
                     tb.add(trade)
 
-    def _restore_new(self, partitions: Sequence[int], trades: Sequence[Trade]) -> None:
-        """Tokens seen for the first time since start or assignment continue from their
-        Redis mirrors (the state another process, or this one before a restart, left),
-        all read in one go before the batch is applied (``partitions[i]``: where
-        ``trades[i]`` was read)."""
-        known = self.market.tokens
-        new = {t.token: p for p, t in zip(partitions, trades, strict=True)
-               if t.token not in known}  # fmt: skip
+    def _restore_new(self, new: dict[TokenId, int]) -> None:
+        """Tokens seen for the first time since start or assignment (``new``: each with its
+        partition) continue from their Redis mirrors (the state another process, or this
+        one before a restart, left), all read in one go before the batch is applied."""
         if not new:
             return
         self._adopt(self.store.load_many(list(new), self.market.specs))
