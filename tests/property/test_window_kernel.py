@@ -6,6 +6,7 @@ state is compared after every evaluation, floats bit for bit."""
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import sysconfig
@@ -233,3 +234,57 @@ def test_where_a_c_compiler_exists_the_kernels_were_built() -> None:
     if shutil.which(compiler) is None:
         pytest.skip(f"no C compiler ({compiler}) on this machine: the Python code runs")
     assert windows_mod._KERNELS is not None, "the compiled kernels did not build: pip install -e ."
+
+
+# A sum the prefixes cannot settle (on a rounding midpoint, or tiny next to the history) is
+# made by the kernel itself, as ``math.fsum`` makes it: values built to land on midpoints.
+tie_value_st = st.builds(
+    lambda m, e: m * 2.0**e, st.integers(1, 2**53 - 1), st.sampled_from([-80, -53, -52, 0, 1])
+)
+
+
+def _window_trades(values: list[tuple[float, bool]]) -> list[Trade]:
+    return [Trade("X", f"w{i % 3}", buy, v / 3, v * 2, 0.5, v, 1_000_000 + i, f"h{i}", 0)
+            for i, (v, buy) in enumerate(values)]  # fmt: skip
+
+
+@needs_kernels
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.tuples(tie_value_st, st.booleans()), min_size=1, max_size=12))
+def test_sums_the_prefixes_cannot_settle_are_math_fsum_of_the_window(
+    values: list[tuple[float, bool]],
+) -> None:
+    """Every window's volumes and amounts are ``math.fsum`` of its trades' values, bit for
+    bit, whichever of the kernel's two ways made them; and the kernel made every window
+    (no window left to the Python code)."""
+    tw = TokenWindows(SPECS)
+    trades = _window_trades(values)
+    for trade in trades:
+        tw.add(trade, trade.ts_ms)
+    stats = tw.stats(trades[-1].ts_ms)
+    buys = [t.volume_usd for t in trades if t.is_buy]
+    sells = [t.volume_usd for t in trades if not t.is_buy]
+    for name, st_ in stats.items():
+        assert st_.buy_volume.hex() == math.fsum(buys).hex(), name
+        assert st_.sell_volume.hex() == math.fsum(sells).hex(), name
+        assert st_.native_volume.hex() == math.fsum(t.native_amount for t in trades).hex()
+        vwap = (math.fsum(buys) + math.fsum(sells)) / math.fsum(t.token_amount for t in trades)
+        assert st_.vwap is not None and st_.vwap.hex() == vwap.hex()
+    for win in tw.windows:
+        assert windows_mod._window_stats_c is not None
+        assert windows_mod._window_stats_c(tw, win, tw.t_ms, windows_mod.WindowStats) is not None
+
+
+@needs_kernels
+def test_a_midpoint_sum_rounds_to_even_and_one_just_past_it_rounds_up() -> None:
+    """1 + 2**-53 is a midpoint (rounds to 1.0); 2**-80 more rounds it up: what the
+    prefixes cannot tell apart, the kernel's exact sum does."""
+    for values, want in (([1.0, 2.0**-53], 1.0), ([1.0, 2.0**-53, 2.0**-80], 1.0 + 2.0**-52)):
+        tw = TokenWindows(SPECS)
+        trades = _window_trades([(v, True) for v in values])
+        for trade in trades:
+            tw.add(trade, trade.ts_ms)
+        tw.advance(trades[-1].ts_ms)
+        assert windows_mod._window_stats_c is not None
+        got = windows_mod._window_stats_c(tw, tw.windows[0], tw.t_ms, windows_mod.WindowStats)
+        assert got is not None and got.buy_volume == want == math.fsum(values)

@@ -17,8 +17,9 @@ from types import MemberDescriptorType
 
 from cpython cimport array
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
-from cpython.object cimport PyObject, Py_TYPE
-from cpython.list cimport PyList_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.object cimport PyObject, PyObject_RichCompareBool, Py_GT, Py_LE, Py_TYPE
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.string cimport memset
 
@@ -45,12 +46,13 @@ cdef Py_ssize_t S_START, S_WALLETS, S_SIDES, S_DURATION
 _WINDOWS_SLOTS = ("_longest_ms", "_late_ms", "newest_ms", "_keyset", "_pending", "_pending_ts",
                   "_pending_keys", "_pending_sorted", "_prune_at", "_ts", "_px", "_nbuy",
                   "_bvh", "_bvl", "_svh", "_svl", "_nvh", "_nvl", "_amh", "_aml", "_hstk",
-                  "_lstk", "windows", "_wprev", "_bprev", "_sprev", "_wmark", "_smark")
+                  "_lstk", "windows", "_wprev", "_bprev", "_sprev", "_wmark", "_smark",
+                  "_trades")
 cdef enum:
     W_LONGEST, W_LATE, W_NEWEST, W_KEYSET, W_PENDING, W_PENDING_TS, W_PENDING_KEYS
     W_PENDING_SORTED, W_PRUNE_AT, W_TS, W_PX, W_NBUY, W_BVH, W_BVL, W_SVH, W_SVL, W_NVH
     W_NVL, W_AMH, W_AML, W_HSTK, W_LSTK, W_WINDOWS, W_WPREV, W_BPREV, W_SPREV, W_WMARK
-    W_SMARK, W_COUNT
+    W_SMARK, W_TRADES, W_COUNT
 cdef Py_ssize_t W[W_COUNT]
 
 
@@ -389,6 +391,7 @@ def add_rows(dict tokens, list trades, list floors, new_token, Py_ssize_t pendin
 cdef extern from "math.h":
     double nextafter(double x, double y) nogil
     double fabs(double x) nogil
+    bint isfinite(double x) nogil
 
 cdef double U = 2.0 ** -53
 cdef double TWO_U = 2.0 * U
@@ -425,10 +428,80 @@ cdef inline Py_ssize_t _first_at_or_after(list stack, Py_ssize_t s):
     return lo
 
 
+cdef enum:
+    PARTIALS = 128  # far more than the ~40 partials a sum of finite doubles can need
+    SUM_BUYS, SUM_SELLS, SUM_NATIVE, SUM_AMOUNT
+
+
+cdef inline bint _fsum_window(list trades, Py_ssize_t s, Py_ssize_t end, int which,
+                              double* out) except -1:
+    """``math.fsum`` over the window's trades (``trades[s:end]``) of their USD volume
+    (``SUM_BUYS``: buys only, ``SUM_SELLS``: sells only), native amount or token amount:
+    the exact sum rounded once, by CPython's own algorithm (Shewchuk's partials, then the
+    half-even correction across partials). 0 when a partial sum is not finite or the
+    partials overflow the buffer (the caller then leaves it to the Python code)."""
+    cdef double p[PARTIALS]
+    cdef Py_ssize_t n = 0, i, j, k
+    cdef double x, y, t, hi, lo = 0.0, yr
+    for k in range(s, end):
+        trade = <object>PyList_GET_ITEM(trades, k)
+        if which == SUM_BUYS or which == SUM_SELLS:
+            if bool(_get(trade, TRADE, T_IS_BUY, "is_buy")) != (which == SUM_BUYS):
+                continue
+            x = _get(trade, TRADE, T_VOLUME, "volume_usd")
+        elif which == SUM_NATIVE:
+            x = _get(trade, TRADE, T_NATIVE, "native_amount")
+        else:
+            x = _get(trade, TRADE, T_AMOUNT, "token_amount")
+        i = 0
+        for j in range(n):
+            y = p[j]
+            if fabs(x) < fabs(y):
+                t = x
+                x = y
+                y = t
+            hi = x + y
+            yr = hi - x
+            lo = y - yr
+            if lo != 0.0:
+                p[i] = lo
+                i += 1
+            x = hi
+        n = i
+        if x != 0.0:
+            if not isfinite(x) or n >= PARTIALS:
+                return 0
+            p[n] = x
+            n += 1
+    hi = 0.0
+    if n > 0:
+        n -= 1
+        hi = p[n]
+        while n > 0:  # sum_exact from the top, stop when the sum becomes inexact
+            x = hi
+            n -= 1
+            y = p[n]
+            hi = x + y
+            yr = hi - x
+            lo = y - yr
+            if lo != 0.0:
+                break
+        # half-even rounding across several partials
+        if n > 0 and ((lo < 0.0 and p[n - 1] < 0.0) or (lo > 0.0 and p[n - 1] > 0.0)):
+            y = lo * 2.0
+            x = hi + y
+            yr = x - hi
+            if y == yr:
+                hi = x
+    out[0] = hi
+    return 1
+
+
 def window_stats(tw, win, t_eval, stats_type):
-    """``TokenWindows._window_stats`` of a window holding trades (``win.start`` before the
-    end), or None when one of its sums needs the exact re-summation (the caller then runs
-    the Python code, which does it) or its token amounts sum to zero."""
+    """``TokenWindows._window_stats``, or None when a sum could not be made here (the
+    caller then runs the Python code): a sum the prefixes cannot settle is summed exactly
+    over the window's trades as ``math.fsum`` does; an empty window gives the empty
+    statistics at the last price."""
     cdef array.array ts = _tw(tw, W_TS), px = _tw(tw, W_PX), nbuy = _tw(tw, W_NBUY)
     cdef const long long* tsd = ts.data.as_longlongs
     cdef const double* pxd = px.data.as_doubles
@@ -438,23 +511,35 @@ def window_stats(tw, win, t_eval, stats_type):
     cdef array.array nvh = _tw(tw, W_NVH), nvl = _tw(tw, W_NVL)
     cdef array.array amh = _tw(tw, W_AMH), aml = _tw(tw, W_AML)
     cdef Py_ssize_t end = len(ts), s = _get(win, WINDOW, S_START, "start")
-    if s >= end:
+    if end == 0 or s > end:
         return None
+    cdef double last_price = pxd[end - 1]
+    if s == end:
+        return stats_type(0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, last_price, last_price,
+                          last_price, last_price, 0.0, None, None, None, t_eval)
     cdef long long buys = nbd[end] - nbd[s]
     cdef long long n = end - s
     cdef double bv = 0.0, sv = 0.0, nv, am
+    cdef list trades = None
     if buys and not _window_sum(bvh.data.as_doubles, bvl.data.as_doubles, s, end, &bv):
-        return None
+        trades = _tw(tw, W_TRADES)
+        if not _fsum_window(trades, s, end, SUM_BUYS, &bv):
+            return None
     if n - buys and not _window_sum(svh.data.as_doubles, svl.data.as_doubles, s, end, &sv):
-        return None
+        trades = _tw(tw, W_TRADES)
+        if not _fsum_window(trades, s, end, SUM_SELLS, &sv):
+            return None
     if not _window_sum(nvh.data.as_doubles, nvl.data.as_doubles, s, end, &nv):
-        return None
+        trades = _tw(tw, W_TRADES)
+        if not _fsum_window(trades, s, end, SUM_NATIVE, &nv):
+            return None
     if not _window_sum(amh.data.as_doubles, aml.data.as_doubles, s, end, &am):
-        return None
+        trades = _tw(tw, W_TRADES)
+        if not _fsum_window(trades, s, end, SUM_AMOUNT, &am):
+            return None
     if am == 0.0:
         return None
     cdef double total = bv + sv
-    cdef double last_price = pxd[end - 1]
     cdef double start_price = pxd[s - 1] if s > 0 else pxd[s]
     cdef long long sides = _get(win, WINDOW, S_SIDES, "sides")
     cdef long long sellers = sides // SELL_UNIT, buyers = sides % SELL_UNIT
@@ -612,11 +697,6 @@ def minute_runs(list trades, token):
 
 
 # --- the batch's columns and the event clock's floors ----------------------------------------
-
-from cpython.object cimport PyObject_RichCompareBool, Py_GT, Py_LE
-from cpython.long cimport PyLong_AsLongLongAndOverflow
-from cpython.list cimport PyList_GET_ITEM
-
 
 cdef PyObject* INT = <PyObject*>int
 
