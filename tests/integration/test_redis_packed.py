@@ -65,8 +65,11 @@ def test_execute_packed_of_a_generator_sends_the_first_commands_while_building_t
         yield ("INCR", counter)
 
     sent: list[tuple[object, ...]] = []
-    replies = execute_packed(redis_client, commands(), sent)
-    watcher.close()
+    try:
+        replies = execute_packed(redis_client, commands(), sent)
+    finally:
+        watcher.close()
+        watcher.connection_pool.disconnect()  # a pool handed in is not closed by the client
     assert seen_early == [b"early"]
     assert len(sent) == len(replies) and sent[0] == ("SET", first, "early")
     assert replies[0] == b"OK" and replies[-1] == 1 and set(replies[1:-1]) == {b"OK"}

@@ -239,13 +239,16 @@ def test_a_connection_lost_while_the_batch_is_being_sent_sends_all_of_it_again(
                              for id_ in ids)  # fmt: skip
             yield update
 
-    assert store.write(built()) == []
-    client.close()
-    assert kills and all(kills)
-    for token, tw in tws.items():
-        tw.mark_synced()
-        assert_mirrors(store, tw, token)
-        assert redis_client.zscore(store.active_key, token) == tw.newest_ms
+    try:
+        assert store.write(built()) == []
+        assert kills and all(kills)
+        for token, tw in tws.items():
+            tw.mark_synced()
+            assert_mirrors(store, tw, token)  # reads through ``client``: closed after
+            assert redis_client.zscore(store.active_key, token) == tw.newest_ms
+    finally:
+        client.close()
+        client.connection_pool.disconnect()  # a pool handed in is not closed by the client
 
 
 def test_each_list_item_is_the_stored_trade_array_of_its_trade(
@@ -269,3 +272,20 @@ def test_each_list_item_is_the_stored_trade_array_of_its_trade(
                                         t.token_amount, t.price_usd, t.tx_hash, t.event_index))
         for t in sent
     ]  # fmt: skip
+
+
+def test_the_write_script_is_called_with_the_keys_the_store_reads(
+    redis_client: redis.Redis, redis_prefix: str
+) -> None:
+    """The script's keys, in the order the script reads them, are the ones ``keys``,
+    ``bar_keys``, ``scan_key`` and the streams' properties name (what the readers use)."""
+    store = RedisStore(redis_client, prefix=redis_prefix)
+    tw = TokenWindows(SPECS)
+    for tr in trades(5, token="K{1}"):
+        tw.add(tr, tr.ts_ms)
+    update = TokenUpdate("K{1}", tw.sync_view(), tw.stats(tw.newest_ms), tw.newest_ms, T0)
+    command = next(store._commands([update], None, []))
+    assert command[:3] == ("EVALSHA", store._sha, 10)
+    assert command[3:13] == (*store.keys("K{1}"), *store.bar_keys("K{1}"),
+                             store.bars_stream_key, store.scan_key("K{1}"),
+                             store.alerts_key)  # fmt: skip

@@ -321,13 +321,13 @@ class RedisStore:
         stream_key, alerts_key = self.bars_stream_key, self.alerts_key
         for update in updates:
             taken.append(update)
-            if update.written_ms not in written:
-                written[update.written_ms] = _rfc3339(update.written_ms)
+            at = written.get(update.written_ms)
+            if at is None:
+                at = written[update.written_ms] = _rfc3339(update.written_ms)
             token = update.token
             keys = (*self.keys(token), *self.bar_keys(token), stream_key, self.scan_key(token),
                     alerts_key)  # fmt: skip
-            args = self._args(update, written[update.written_ms])
-            yield ("EVALSHA", self._sha, len(keys), *keys, *args)
+            yield ("EVALSHA", self._sha, len(keys), *keys, *self._args(update, at))
         yield from self._index_commands(taken)
         if taken:
             names = "\n".join(dict.fromkeys(u.token for u in taken))

@@ -542,12 +542,8 @@ class TokenWindows:
         seq0 = self._seq0
         head = seq0 + self._retained_from()
         start = head if full else max(self._synced, head)
-        return SyncView(
-            replace_from=start,
-            head=head,
-            trades=self._trades[start - seq0 :],
-            starts={win.name: seq0 + win.start for win in self.windows},
-        )
+        starts = {win.name: seq0 + win.start for win in self.windows}
+        return SyncView(start, head, self._trades[start - seq0 :], starts)  # positional: cheaper
 
     def mark_synced(self) -> None:
         """The mirror now holds every stored trade."""

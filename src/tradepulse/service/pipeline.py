@@ -445,17 +445,18 @@ class Pipeline:
         """The write of one token: windows at ``max(floor, newest)``, its trades-list
         changes, and its bars at the same ``T`` (final ones, forming one, indicators)."""
         stats = tw.stats(floor)
-        update = TokenUpdate(token, tw.sync_view(), stats, tw.newest_ms, now_ms,
-                             self._partition_of.get(token, -1))  # fmt: skip
+        view, partition = tw.sync_view(), self._partition_of.get(token, -1)
         tb = self.bars.get(token)
         if tb is None:
-            return update
+            return TokenUpdate(token, view, stats, tw.newest_ms, now_ms, partition)
         finals = tb.advance(tw.t_ms)
         forming = tb.forming(tw.t_ms)
-        if not finals:
-            return msgspec.structs.replace(update, forming=forming)
+        if not finals:  # the usual write: one struct, built with its forming bar
+            return TokenUpdate(token, view, stats, tw.newest_ms, now_ms, partition,
+                               forming=forming)  # fmt: skip
         values = {"bar_open_ms": tb.indicators.last_open_ms, **tb.indicators.values()}
         if self.bars_from_ms != NEVER:
             finals = [bar for bar in finals if bar.open_ms >= self.bars_from_ms]
-        return msgspec.structs.replace(update, finals=finals, forming=forming,
-                                       indicators=values, bars_state=tb.snapshot())  # fmt: skip
+        return TokenUpdate(token, view, stats, tw.newest_ms, now_ms, partition, finals=finals,
+                           forming=forming, indicators=values,
+                           bars_state=tb.snapshot())  # fmt: skip
