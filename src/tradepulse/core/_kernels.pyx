@@ -433,9 +433,9 @@ cdef enum:
     SUM_BUYS, SUM_SELLS, SUM_NATIVE, SUM_AMOUNT
 
 
-cdef inline bint _fsum_window(list trades, Py_ssize_t s, Py_ssize_t end, int which,
+cdef inline bint _fsum_window(tw, Py_ssize_t s, Py_ssize_t end, int which,
                               double* out) except -1:
-    """``math.fsum`` over the window's trades (``trades[s:end]``) of their USD volume
+    """``math.fsum`` over the window's trades (``tw._trades[s:end]``) of their USD volume
     (``SUM_BUYS``: buys only, ``SUM_SELLS``: sells only), native amount or token amount:
     the exact sum rounded once, by CPython's own algorithm (Shewchuk's partials, then the
     half-even correction across partials). 0 when a partial sum is not finite or the
@@ -443,6 +443,7 @@ cdef inline bint _fsum_window(list trades, Py_ssize_t s, Py_ssize_t end, int whi
     cdef double p[PARTIALS]
     cdef Py_ssize_t n = 0, i, j, k
     cdef double x, y, t, hi, lo = 0.0, yr
+    cdef list trades = _tw(tw, W_TRADES)
     for k in range(s, end):
         trade = <object>PyList_GET_ITEM(trades, k)
         if which == SUM_BUYS or which == SUM_SELLS:
@@ -520,23 +521,19 @@ def window_stats(tw, win, t_eval, stats_type):
     cdef long long buys = nbd[end] - nbd[s]
     cdef long long n = end - s
     cdef double bv = 0.0, sv = 0.0, nv, am
-    cdef list trades = None
-    if buys and not _window_sum(bvh.data.as_doubles, bvl.data.as_doubles, s, end, &bv):
-        trades = _tw(tw, W_TRADES)
-        if not _fsum_window(trades, s, end, SUM_BUYS, &bv):
-            return None
-    if n - buys and not _window_sum(svh.data.as_doubles, svl.data.as_doubles, s, end, &sv):
-        trades = _tw(tw, W_TRADES)
-        if not _fsum_window(trades, s, end, SUM_SELLS, &sv):
-            return None
-    if not _window_sum(nvh.data.as_doubles, nvl.data.as_doubles, s, end, &nv):
-        trades = _tw(tw, W_TRADES)
-        if not _fsum_window(trades, s, end, SUM_NATIVE, &nv):
-            return None
-    if not _window_sum(amh.data.as_doubles, aml.data.as_doubles, s, end, &am):
-        trades = _tw(tw, W_TRADES)
-        if not _fsum_window(trades, s, end, SUM_AMOUNT, &am):
-            return None
+    # each sum from the prefixes, else exactly over the window's trades
+    if buys and not (_window_sum(bvh.data.as_doubles, bvl.data.as_doubles, s, end, &bv)
+                     or _fsum_window(tw, s, end, SUM_BUYS, &bv)):
+        return None
+    if n - buys and not (_window_sum(svh.data.as_doubles, svl.data.as_doubles, s, end, &sv)
+                         or _fsum_window(tw, s, end, SUM_SELLS, &sv)):
+        return None
+    if not (_window_sum(nvh.data.as_doubles, nvl.data.as_doubles, s, end, &nv)
+            or _fsum_window(tw, s, end, SUM_NATIVE, &nv)):
+        return None
+    if not (_window_sum(amh.data.as_doubles, aml.data.as_doubles, s, end, &am)
+            or _fsum_window(tw, s, end, SUM_AMOUNT, &am)):
+        return None
     if am == 0.0:
         return None
     cdef double total = bv + sv

@@ -27,12 +27,12 @@ from tradepulse import tracing
 from tradepulse.adapters.kafka import ConsumedMessage, MessageBatch
 from tradepulse.adapters.redis_store import Restored, TokenUpdate
 from tradepulse.adapters.wire import decode_many
-from tradepulse.core.bars import DEFAULT_GRACE_MS, MINUTE_MS
+from tradepulse.core.bars import DEFAULT_GRACE_MS, MINUTE_MS, Bar
 from tradepulse.core.clock import NEVER
 from tradepulse.core.errors import BrokerError, InvalidTradeError, StoreUnavailableError
 from tradepulse.core.market import Market, batch_columns
 from tradepulse.core.rules import Rule
-from tradepulse.core.tokenbars import TokenBars
+from tradepulse.core.tokenbars import TokenBars, TokenBarsSnapshot
 from tradepulse.core.types import TokenId, TsMs
 from tradepulse.core.windows import TokenWindows, WindowSpec
 from tradepulse.service.scanning import Scans
@@ -445,18 +445,19 @@ class Pipeline:
         """The write of one token: windows at ``max(floor, newest)``, its trades-list
         changes, and its bars at the same ``T`` (final ones, forming one, indicators)."""
         stats = tw.stats(floor)
-        view, partition = tw.sync_view(), self._partition_of.get(token, -1)
+        finals: list[Bar] = []
+        forming: Bar | None = None
+        values: dict[str, float | None] | None = None
+        state: TokenBarsSnapshot | None = None
         tb = self.bars.get(token)
-        if tb is None:
-            return TokenUpdate(token, view, stats, tw.newest_ms, now_ms, partition)
-        finals = tb.advance(tw.t_ms)
-        forming = tb.forming(tw.t_ms)
-        if not finals:  # the usual write: one struct, built with its forming bar
-            return TokenUpdate(token, view, stats, tw.newest_ms, now_ms, partition,
-                               forming=forming)  # fmt: skip
-        values = {"bar_open_ms": tb.indicators.last_open_ms, **tb.indicators.values()}
-        if self.bars_from_ms != NEVER:
-            finals = [bar for bar in finals if bar.open_ms >= self.bars_from_ms]
-        return TokenUpdate(token, view, stats, tw.newest_ms, now_ms, partition, finals=finals,
-                           forming=forming, indicators=values,
-                           bars_state=tb.snapshot())  # fmt: skip
+        if tb is not None:
+            finals = tb.advance(tw.t_ms)
+            forming = tb.forming(tw.t_ms)
+            if finals:
+                values = {"bar_open_ms": tb.indicators.last_open_ms, **tb.indicators.values()}
+                if self.bars_from_ms != NEVER:
+                    finals = [bar for bar in finals if bar.open_ms >= self.bars_from_ms]
+                state = tb.snapshot()
+        return TokenUpdate(token, tw.sync_view(), stats, tw.newest_ms, now_ms,
+                           self._partition_of.get(token, -1), finals, forming, values,
+                           state)  # fmt: skip
