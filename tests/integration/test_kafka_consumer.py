@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 
@@ -60,6 +61,46 @@ def test_group_reads_everything_then_resumes_after_its_commit(
     again += second.poll_batch(500, 2.0)  # anything beyond the 50 would show up here
     second.close()
     assert sorted(m.value for m in again) == sorted(f"b{i}".encode() for i in range(50))
+
+
+def test_a_batch_sets_off_no_collection_and_leaves_the_collector_as_it_was(
+    kafka_bootstrap: str, topic: str
+) -> None:
+    """The 6,000 ``Message`` objects read are tracked by the collector; with a young
+    generation of 100, reading them would run dozens of collections if the collector were
+    on while they exist. It is off during ``poll_batch`` and on again after (or stays off
+    when it was off)."""
+    ensure_topic(kafka_bootstrap, topic, 4)
+    produce_values(kafka_bootstrap, topic, [f"v{i}".encode() * 20 for i in range(6_000)])
+    consumer = TradeConsumer(kafka_bootstrap, topic, f"g-{uuid.uuid4().hex[:8]}")
+    collections: list[str] = []
+
+    def seen(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(phase)
+
+    thresholds = gc.get_threshold()
+    values: list[bytes] = []
+    gc.collect()
+    gc.set_threshold(100, 10, 10)
+    gc.callbacks.append(seen)
+    try:
+        deadline = time.monotonic() + 60
+        while len(values) < 6_000 and time.monotonic() < deadline:
+            values += consumer.poll_batch(6_000, 0.5).values
+            assert gc.isenabled()
+        counted = gc.get_count()[0]
+        gc.disable()
+        values += consumer.poll_batch(10, 0.1).values  # nothing more: still off after
+        assert not gc.isenabled()
+        gc.enable()
+    finally:
+        gc.callbacks.remove(seen)
+        gc.set_threshold(*thresholds)
+        consumer.close()
+    assert sorted(values) == sorted(f"v{i}".encode() * 20 for i in range(6_000))
+    assert collections == []
+    assert counted < 100  # the messages' allocations were given back as they were freed
 
 
 def test_dead_letter_keeps_original_and_names_the_reason(kafka_bootstrap: str, topic: str) -> None:

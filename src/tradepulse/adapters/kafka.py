@@ -7,6 +7,7 @@ nothing above this module sees a ``KafkaException``.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import overload
@@ -277,7 +278,24 @@ class TradeConsumer:
         """Up to ``max_messages`` messages: all that are already fetched (never waiting
         while some are), else the first to arrive within ``max_wait_s`` with whatever came
         with it. Batches so grow with the backlog (throughput) and stay small when the
-        worker keeps up (latency: no message waits for others to fill a batch)."""
+        worker keeps up (latency: no message waits for others to fill a batch).
+
+        The cyclic garbage collector is off meanwhile: confluent-kafka's ``Message`` is a
+        tracked object, so a batch of 50,000 of them set off collections that traversed
+        every one of them (again at each older generation), although none outlives the
+        call: their columns taken, they are freed by reference counting on return, which
+        gives their allocations back to the collector's count. Measured with the worker's
+        thresholds: 1,530 fewer instructions per message, consume and columns 22-26 %
+        faster (docs/benchmarks.md)."""
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._poll(max_messages, max_wait_s)  # its messages are freed here
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _poll(self, max_messages: int, max_wait_s: float) -> MessageBatch:
         consume = self._consumer.consume
         raw = consume(num_messages=max_messages, timeout=0)
         if not raw:
