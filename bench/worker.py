@@ -175,14 +175,15 @@ def throughput(bootstrap: str, broker_proc: psutil.Process | None, client: redis
         "trades_per_s_from_first_message": trades / (total_s - ready),
         "trades_per_s_after_first_commit": trades / steady_s if steady_s > 0 else None,
         "check_trades_applied": applied,
+        "check_tokens_indexed": indexed,
         # how the batches came: their number and the seconds spent processing them (the
         # rest of the run the worker waited for messages, committed or started up)
         "batches": batches,
         "seconds_in_batches": batch_seconds,
-        "check_tokens_indexed": indexed,
         "cpu_us_per_trade_worker": worker_cpu / trades * 1e6,
         # the worker's CPU before its first message (imports, connections) and, of the
-        # whole run, its busiest thread's (the batch loop) and the others' (librdkafka's)
+        # whole run, its busiest thread's (the batch loop) and the others' (librdkafka's, the
+        # operations server's)
         "cpu_s_worker_until_ready": cpu_at_ready,
         "cpu_us_per_trade_worker_after_ready": (worker_cpu - cpu_at_ready) / trades * 1e6,
         "cpu_us_per_trade_worker_main_thread": threads[0] / trades * 1e6,

@@ -93,8 +93,8 @@ def test_a_batch_sets_off_no_collection_and_leaves_the_collector_as_it_was(
         gc.disable()
         values += consumer.poll_batch(10, 0.1).values  # nothing more: still off after
         assert not gc.isenabled()
-        gc.enable()
     finally:
+        gc.enable()  # whatever failed: the rest of the session runs with the collector on
         gc.callbacks.remove(seen)
         gc.set_threshold(*thresholds)
         consumer.close()
